@@ -1,0 +1,5 @@
+import sys
+
+from prefixlab.cli import main
+
+sys.exit(main())

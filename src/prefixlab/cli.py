@@ -1,0 +1,137 @@
+"""Command-line entry points the workflow calls: pretrain, tune, evaluate, states.
+
+Each reads a job config (a JSON/YAML file, or a JSON string) and writes its outputs
+atomically; a failure leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from prefixlab import storage
+from prefixlab.config import ConfigError
+from prefixlab.jobs import EvalJob, PretrainJob, TuneJob
+from prefixlab.population import TrainingError
+
+log = logging.getLogger("prefixlab")
+
+
+def load_config(text: str) -> dict:
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    return yaml.safe_load(path.read_text())
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but CUDA is not available")
+    return name
+
+
+def _weights(path):
+    return storage.load_torch(path) if path else None
+
+
+def cmd_pretrain(args, cfg):
+    from prefixlab import pretrain
+    job = PretrainJob.from_dict(cfg)
+    weights, ds = pretrain.run(job, args.device)
+    seeds = {"init_seed": job.network.init_seed, "data_seed": job.train.data_seed}
+    storage.write(ds, args.out_nc, "pretrain", cfg, seeds)
+    storage.save_torch(weights, args.out_weights)
+
+
+def cmd_tune(args, cfg):
+    from prefixlab import tune
+    job = TuneJob.from_dict(cfg)
+    ds, hard_ds, state = tune.run(job, _weights(args.weights), args.device)
+    t = job.tune
+    seeds = {"data_seeds": [t.data_seeds_start + r for r in range(t.repetitions)], "prefix_seed": t.prefix_seed,
+             "search_seed": t.search_seed, "init_seed": job.network.init_seed}
+    if hard_ds is None:
+        import xarray as xr
+        import numpy as np
+        hard_ds = xr.Dataset({"search_loss": storage.var(np.zeros(0), ("candidate",), "nats", "HardPT search disabled"),
+                              "candidate_prefix": storage.var(np.zeros((0, t.prefix_length), dtype=np.int64), ("candidate", "slot"), "1", "none")})
+    storage.write(hard_ds, args.out_search, "hard_search", cfg, seeds)
+    storage.save_torch(state, args.out_weights)
+    storage.write(ds, args.out_nc, "tune", cfg, seeds)  # last: its presence marks the job complete
+
+
+def _eval_inputs(args, cfg):
+    job = EvalJob.from_dict(cfg)
+    tune_ds = storage.read(args.tune_nc, "tune")
+    state = storage.load_torch(args.tune_weights)
+    return job, tune_ds, state
+
+
+def cmd_evaluate(args, cfg):
+    from prefixlab import evaluate
+    job, tune_ds, state = _eval_inputs(args, cfg)
+    ds = evaluate.regrets(job, _weights(args.weights), tune_ds, state, args.device)
+    storage.write(ds, args.out_nc, "eval", cfg, {"eval_seed": job.evaluate.seed})
+
+
+def cmd_states(args, cfg):
+    from prefixlab import evaluate
+    job, tune_ds, state = _eval_inputs(args, cfg)
+    ds = evaluate.internal_states(job, _weights(args.weights), tune_ds, state, args.device)
+    storage.write(ds, args.out_nc, "states", cfg, {"state_seed": job.evaluate.state_seed})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="prefixlab", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--config", required=True, help="job config: JSON/YAML file or a JSON string")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+        p.add_argument("--log", help="also append log lines to this file")
+
+    p = sub.add_parser("pretrain"); common(p)
+    p.add_argument("--out-weights", required=True); p.add_argument("--out-nc", required=True)
+    p = sub.add_parser("tune"); common(p)
+    p.add_argument("--weights", help="pretrained weights (.pt); omit for untrained networks")
+    p.add_argument("--out-nc", required=True); p.add_argument("--out-search", required=True); p.add_argument("--out-weights", required=True)
+    for name in ("evaluate", "states"):
+        p = sub.add_parser(name); common(p)
+        p.add_argument("--weights"); p.add_argument("--tune-nc", required=True); p.add_argument("--tune-weights", required=True)
+        p.add_argument("--out-nc", required=True)
+    return ap
+
+
+COMMANDS = {"pretrain": cmd_pretrain, "tune": cmd_tune, "evaluate": cmd_evaluate, "states": cmd_states}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if args.log:
+        handlers.append(logging.FileHandler(args.log))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        args.device = resolve_device(args.device)
+        COMMANDS[args.command](args, load_config(args.config))
+    except (ConfigError, storage.DataError) as err:
+        log.error("%s", err)
+        return 2
+    except TrainingError as err:
+        log.error("%s; no output written", err)
+        return 3
+    return 0

@@ -1,0 +1,193 @@
+"""Flat, frozen, typed configurations; each round-trips through a plain dict.
+
+The workflow hands every job exactly the config subtree it depends on; these classes
+turn such a subtree into typed values and reject what does not fit, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefixlab.types import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS, BASELINES
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the key."""
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}.{f.name}: missing required key")
+            continue
+        value = data[f.name]
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[f.name] = value
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return obj
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    arch: str
+    d: int = 128  # embedding width
+    width: int = 128  # LSTM units; Transformer MLP is 4 * width wide
+    layers: int = 1
+    heads: int = 4
+    lora_rank: int = 4
+    init_seed: int = 0
+    vocab: int = 2
+
+    def __post_init__(self):
+        _check(self.arch in ("lstm", "transformer"), "network.arch", f"unknown arch {self.arch!r}")
+        for k in ("d", "width", "layers", "heads", "lora_rank", "vocab"):
+            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"network.{k}", "must be a positive integer")
+        _check(self.vocab >= 2, "network.vocab", "alphabet size must be >= 2")
+        if self.arch == "transformer":
+            _check(self.d % self.heads == 0, "network.heads", f"d={self.d} is not divisible by heads={self.heads}")
+
+    @classmethod
+    def from_dict(cls, data, where="network"):
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    """A coin-flip data source (SPEC 1.1)."""
+
+    kind: str
+    biases: tuple = ((0.2, 0.8),)  # single: one row; mixture: one row per component
+    weights: tuple = (1.0,)
+    alphas: tuple = (1.0, 1.0)
+
+    def __post_init__(self):
+        _check(self.kind in ("single", "mixture", "random"), "source.kind", f"unknown source {self.kind!r}")
+        if self.kind in ("single", "mixture"):
+            rows = self.biases
+            _check(len(rows) >= 1 and all(len(r) == len(rows[0]) for r in rows), "source.biases", "rows must share one length")
+            for r in rows:
+                _check(all(p > 0 for p in r) and abs(sum(r) - 1) < 1e-6, "source.biases", f"{r} is not a probability vector with positive entries")
+            if self.kind == "mixture":
+                _check(len(self.weights) == len(rows), "source.weights", "need one weight per component")
+                _check(all(w > 0 for w in self.weights) and abs(sum(self.weights) - 1) < 1e-6, "source.weights", "must be positive and sum to 1")
+        else:
+            _check(len(self.alphas) >= 2 and all(a > 0 for a in self.alphas), "source.alphas", "need >= 2 positive concentrations")
+
+    @property
+    def vocab(self) -> int:
+        return len(self.alphas) if self.kind == "random" else len(self.biases[0])
+
+    @classmethod
+    def from_dict(cls, data, where="source"):
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation settings shared by pretraining and tuning."""
+
+    steps: int
+    batch: int
+    length: int
+    lr: float
+    clip: float = 1.0
+    data_seed: int = 0
+    log_every: int = 50
+
+    def __post_init__(self):
+        for k in ("steps", "batch", "length", "log_every"):
+            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, k, "must be a positive integer")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.clip > 0, "clip", "must be > 0")
+
+    @classmethod
+    def from_dict(cls, data, where="train"):
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneConfig:
+    steps: int
+    batch: int
+    length: int
+    lr: float
+    clip: float = 1.0
+    prefix_length: int = 6
+    repetitions: int = 10
+    methods: tuple = TUNING_METHODS
+    data_seeds_start: int = 11  # repetition r uses data seed data_seeds_start + r
+    prefix_seed: int = 100  # repetition r's prefix init uses prefix_seed + r
+    search_sequences: int = 2048
+    search_seed: int = 7
+    hard_search: bool = True
+    clip_norm_over: str = "all"
+    log_every: int = 50
+
+    def __post_init__(self):
+        for k in ("steps", "batch", "length", "repetitions", "search_sequences", "log_every"):
+            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"tune.{k}", "must be a positive integer")
+        _check(isinstance(self.prefix_length, int) and self.prefix_length >= 1, "tune.prefix_length", "must be >= 1")
+        _check(self.lr > 0, "tune.lr", "must be > 0")
+        _check(self.clip_norm_over in ("all", "tuned"), "tune.clip_norm_over", f"must be 'all' or 'tuned', got {self.clip_norm_over!r}")
+        for m in self.methods:
+            _check(m in TUNING_METHODS, "tune.methods", f"unknown method {m!r}; known: {list(TUNING_METHODS)}")
+
+    @property
+    def gradient_methods(self) -> tuple[str, ...]:
+        return tuple(m for m in self.methods if m in GRADIENT_METHODS)
+
+    @classmethod
+    def from_dict(cls, data, where="tune"):
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    sequences: int = 2048
+    length: int = 200
+    seed: int = 0
+    chunk: int = 512  # sequences per forward pass; bounds memory, not results
+    state_pretrain_sequences: int = 100
+    state_target_per_repetition: int = 2
+    state_positions: int = 50
+    state_seed: int = 3
+
+    def __post_init__(self):
+        for k in ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition", "state_positions"):
+            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"evaluate.{k}", "must be a positive integer")
+
+    @classmethod
+    def from_dict(cls, data, where="evaluate"):
+        return _build(cls, data, where)
+
+
+def sources_from_dict(data: dict) -> dict[str, SourceConfig]:
+    missing = [k for k in EVAL_DISTS if k not in data]
+    if missing:
+        raise ConfigError(f"sources: missing {missing}")
+    return {k: SourceConfig.from_dict(v, f"sources.{k}") for k, v in data.items()}
+
+
+__all__ = [
+    "ConfigError", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
+    "sources_from_dict", "BASELINES", "field",
+]

@@ -1,0 +1,251 @@
+"""LSTM and Transformer predictors for a whole population at once (SPEC 1.2).
+
+Every parameter tensor carries a leading population axis P, so members with
+different weights run in one batched forward pass (`torch.bmm`/`einsum`).
+
+Sequence layout: every member sees T = 1 + L + N positions.
+  prefix members: [BOS, slot_1..slot_L, x_1..x_N]
+  plain members:  [pad_1..pad_L, BOS, x_1..x_N]   (pads are invisible)
+so the prediction for x_n is always read at position L + n - 1. Pads are masked
+out as attention keys and skipped by the LSTM (state passes through unchanged), so
+a plain member computes exactly what a prefix-free network computes, and members
+with and without prefixes share one forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from prefixlab.config import NetworkConfig
+from prefixlab.init import lecun_normal, orthogonal
+
+Params = dict[str, torch.Tensor]
+LN_EPS = 1e-6
+
+EMBED = ("emb_w", "emb_b")
+UNEMBED = ("unemb_w", "unemb_b")
+
+
+def is_lora(name: str) -> bool:
+    return name.startswith("lora_")
+
+
+def torso_out_dim(cfg: NetworkConfig) -> int:
+    return cfg.width if cfg.arch == "lstm" else cfg.d
+
+
+def init_params(cfg: NetworkConfig) -> Params:
+    """One network's parameters (no population axis), seeded by cfg.init_seed."""
+    gen = torch.Generator().manual_seed(cfg.init_seed)
+    V, D, W = cfg.vocab, cfg.d, cfg.width
+    p: Params = {"emb_w": lecun_normal(V, D, gen), "emb_b": torch.zeros(D)}
+    if cfg.arch == "lstm":
+        fan = D
+        for l in range(cfg.layers):
+            p[f"lstm{l}_wx"] = lecun_normal(fan, 4 * W, gen)
+            p[f"lstm{l}_wh"] = orthogonal(W, 4 * W, gen)
+            p[f"lstm{l}_b"] = torch.zeros(4 * W)
+            fan = W
+    else:
+        r = cfg.lora_rank
+        for l in range(cfg.layers):
+            p[f"ln1_{l}_s"], p[f"ln1_{l}_b"] = torch.ones(D), torch.zeros(D)
+            for n in "qkvo":
+                p[f"w{n}_{l}"] = lecun_normal(D, D, gen)
+                p[f"lora_{n}{l}_a"] = lecun_normal(D, r, gen)
+                p[f"lora_{n}{l}_b"] = torch.zeros(r, D)
+            p[f"lnq_{l}_s"], p[f"lnk_{l}_s"] = torch.ones(D), torch.ones(D)
+            p[f"ln2_{l}_s"], p[f"ln2_{l}_b"] = torch.ones(D), torch.zeros(D)
+            p[f"mlp1_{l}"] = lecun_normal(D, 4 * W, gen)
+            p[f"mlp2_{l}"] = lecun_normal(4 * W, D, gen)
+            p[f"ln3_{l}_s"], p[f"ln3_{l}_b"] = torch.ones(D), torch.zeros(D)
+    p["unemb_w"] = lecun_normal(torso_out_dim(cfg), V, gen)
+    p["unemb_b"] = torch.zeros(V)
+    return p
+
+
+def stack(params: Params, members: int) -> Params:
+    """Give every tensor a population axis of `members` independent copies."""
+    return {k: v.unsqueeze(0).repeat(members, *([1] * v.dim())).contiguous() for k, v in params.items()}
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(P, T) integer positions -> (P, T, dim).
+
+    Sine columns first, then cosine columns (not interleaved), inverse frequencies
+    spaced geometrically from 1 down to 1e-4. We use dim//2 sine and dim - dim//2
+    cosine columns, not the reference's off-by-one D/2+1 / D/2-1 split.
+    """
+    n_sin = dim // 2
+    n_cos = dim - n_sin
+    def freqs(n):
+        return torch.pow(1e-4, torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
+    pos = positions.to(torch.float32)[..., None]
+    return torch.cat([torch.sin(pos * freqs(n_sin)), torch.cos(pos * freqs(n_cos))], dim=-1)
+
+
+def _layer_norm(x, scale, bias=None):
+    # x (P, B, T, D); scale/bias (P, D)
+    mu = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    y = (x - mu) * torch.rsqrt(var + LN_EPS) * scale[:, None, None, :]
+    return y if bias is None else y + bias[:, None, None, :]
+
+
+def _linear(x, w):
+    # (P, B, T, I) @ (P, I, O) -> (P, B, T, O) with one bmm over members
+    P, B, T, I = x.shape
+    return torch.bmm(x.reshape(P, B * T, I), w).reshape(P, B, T, w.shape[-1])
+
+
+def _proj(p: Params, x, name: str, layer: int):
+    """Attention projection with its LoRA branch: x W + (x A) B (no alpha/r scaling)."""
+    out = _linear(x, p[f"w{name}_{layer}"])
+    return out + _linear(_linear(x, p[f"lora_{name}{layer}_a"]), p[f"lora_{name}{layer}_b"])
+
+
+def attention_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(P, T) key validity -> (P, 1, 1, T, T) boolean: causal, pads invisible.
+
+    Every position may see itself, so a pad's query has one key and stays finite.
+    """
+    T = valid.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=valid.device).tril()
+    allowed = causal & valid[:, None, :]
+    allowed = allowed | torch.eye(T, dtype=torch.bool, device=valid.device)
+    return allowed[:, None, None]
+
+
+def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
+    """x (P, B, T, D) -> (P, B, T, D); records each layer's attention-block output."""
+    P, B, T, D = x.shape
+    H = cfg.heads
+    hd = D // H
+    x = x + sinusoidal(positions, D)[:, None]
+    mask = attention_mask(valid)
+    states = []
+    for l in range(cfg.layers):
+        a = _layer_norm(x, p[f"ln1_{l}_s"], p[f"ln1_{l}_b"])
+        q = _layer_norm(_proj(p, a, "q", l), p[f"lnq_{l}_s"])
+        k = _layer_norm(_proj(p, a, "k", l), p[f"lnk_{l}_s"])
+        v = _proj(p, a, "v", l)
+        # (P, B, H, T, hd)
+        q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
+        logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(hd)
+        logits = logits.masked_fill(~mask, float("-inf"))
+        att = torch.matmul(torch.softmax(logits, dim=-1), v)
+        att = att.transpose(2, 3).reshape(P, B, T, D)
+        att = _proj(p, att, "o", l)
+        if record:
+            states.append(att)
+        x = x + att
+        h = _layer_norm(x, p[f"ln2_{l}_s"], p[f"ln2_{l}_b"])
+        h = _linear(F.gelu(_linear(h, p[f"mlp1_{l}"]), approximate="tanh"), p[f"mlp2_{l}"])
+        x = _layer_norm(x + h, p[f"ln3_{l}_s"], p[f"ln3_{l}_b"])
+    rec = {"attention": torch.cat(states, -1)} if record else {}
+    return x, rec
+
+
+def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
+    """x (P, B, T, D) -> (P, B, T, W); records cell and hidden state of every layer.
+
+    Gate order in the fused kernel columns: input, cell candidate, forget, output.
+    No +1 forget-gate bias (SPEC 1.9).
+    """
+    P, B, T, _ = x.shape
+    W = cfg.width
+    keep = valid[:, None, :, None]  # (P, 1, T, 1)
+    cells, hiddens = [], []
+    for l in range(cfg.layers):
+        xproj = _linear(x, p[f"lstm{l}_wx"]) + p[f"lstm{l}_b"][:, None, None, :]  # (P, B, T, 4W)
+        wh = p[f"lstm{l}_wh"]
+        h = x.new_zeros(P, B, W)
+        c = x.new_zeros(P, B, W)
+        hs, cs = [], []
+        # unbind once: indexing xproj[:, :, t] per step makes backward O(T^2) in memory traffic
+        for t, x_t in enumerate(xproj.unbind(2)):
+            gates = x_t + torch.bmm(h, wh)
+            i, g, f, o = gates.chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            m = keep[:, :, t]
+            c = torch.where(m, c_new, c)
+            h = torch.where(m, h_new, h)
+            hs.append(h)
+            cs.append(c)
+        x = torch.stack(hs, dim=2)
+        if record:
+            cells.append(torch.stack(cs, dim=2))
+            hiddens.append(x)
+    rec = {"cell": torch.cat(cells, -1), "hidden": torch.cat(hiddens, -1)} if record else {}
+    return x, rec
+
+
+@dataclass(frozen=True)
+class PrefixInput:
+    """What each member places in the L prefix slots.
+
+    kind: (P,) int, one of PREFIX_NONE / PREFIX_TOKEN / PREFIX_SIMPLEX / PREFIX_SOFT
+    token: (P, L, V) token-space prefix parameters (one-hot for hard prefixes)
+    soft:  (P, L, D) embedding-space prefix
+    """
+
+    kind: torch.Tensor
+    token: torch.Tensor
+    soft: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.token.shape[1]
+
+
+PREFIX_NONE, PREFIX_TOKEN, PREFIX_SIMPLEX, PREFIX_SOFT = 0, 1, 2, 3
+
+
+def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
+    """Build the (P, B, T, D) model input, key validity (P, T) and positions (P, T).
+
+    onehot: (P, B, N, V) tokens of each member's batch.
+    """
+    P, B, N, V = onehot.shape
+    L = prefix.length
+    emb_w, emb_b = p["emb_w"], p["emb_b"]
+    tok = torch.einsum("pbnv,pvd->pbnd", onehot, emb_w) + emb_b[:, None, None, :]
+    bos = emb_b[:, None, None, :].expand(P, B, 1, -1)  # embedding of the zero vector
+    kind = prefix.kind
+    token_vec = torch.where((kind == PREFIX_SIMPLEX)[:, None, None], torch.softmax(prefix.token, -1), prefix.token)
+    slots = torch.einsum("plv,pvd->pld", token_vec, emb_w) + emb_b[:, None, :]
+    slots = torch.where((kind == PREFIX_SOFT)[:, None, None], prefix.soft, slots)  # soft prefixes bypass the embedding
+    slots = slots[:, None].expand(P, B, L, -1)
+    with_prefix = torch.cat([bos, slots, tok], dim=2)
+    plain = torch.cat([torch.zeros_like(slots), bos, tok], dim=2)
+    has = (kind != PREFIX_NONE)
+    x = torch.where(has[:, None, None, None], with_prefix, plain)
+    T = 1 + L + N
+    ar = torch.arange(T, device=onehot.device)
+    positions = torch.where(has[:, None], ar, (ar - L).clamp(min=0))
+    valid = has[:, None] | (ar >= L)
+    return x, valid, positions
+
+
+def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixInput, record: bool = False):
+    """Log-predictions for x_1..x_N of every member: (P, B, N, V); optional recorded states.
+
+    Recorded states cover all T positions in the member's own layout (see module doc).
+    """
+    x, valid, positions = embed_inputs(p, onehot, prefix)
+    torso = lstm_torso if cfg.arch == "lstm" else transformer_torso
+    h, states = torso(cfg, p, x, valid, positions, record)
+    L, N = prefix.length, onehot.shape[2]
+    h = h[:, :, L:L + N]
+    logits = torch.einsum("pbnd,pdv->pbnv", h, p["unemb_w"]) + p["unemb_b"][:, None, None, :]
+    return torch.log_softmax(logits, dim=-1), states
+
+
+def sequence_log_loss(logp: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Per-position log loss -log pi(x_n | x_<n): (P, B, N)."""
+    return -(logp * onehot).sum(-1)

@@ -1,0 +1,225 @@
+"""A population of tuning runs trained together: one forward/backward per step.
+
+Each member has its own copy of the network weights and prefix, its own trainable
+set, its own Adam moments and its own gradient-norm clipping. Members are
+independent (the total loss is a sum of per-member losses), so one backward pass
+gives every member exactly its own gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from prefixlab import networks
+from prefixlab.config import NetworkConfig, SourceConfig
+from prefixlab.data import Stream
+from prefixlab.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
+from prefixlab.types import PREFIX_METHODS, WEIGHT_METHODS
+
+log = logging.getLogger("prefixlab")
+
+PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY = "prefix_token", "prefix_soft"
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+METHOD_PREFIX_KIND = {
+    "HardPT": PREFIX_TOKEN, "RealPT": PREFIX_TOKEN, "RandomPF": PREFIX_TOKEN,
+    "SimplexPT": PREFIX_SIMPLEX, "SoftPT": PREFIX_SOFT,
+}
+
+
+class TrainingError(RuntimeError):
+    """Training diverged; the message names the step and the member."""
+
+
+@dataclass(frozen=True)
+class Member:
+    method: str
+    repetition: int
+
+    def label(self) -> str:
+        return f"{self.method}/rep{self.repetition}"
+
+
+def tuned_names(method: str, net: NetworkConfig, names) -> tuple[str, ...]:
+    """Parameter names a method trains by gradient."""
+    match method:
+        case "SimplexPT" | "RealPT":
+            return (PREFIX_TOKEN_KEY,)
+        case "SoftPT":
+            return (PREFIX_SOFT_KEY,)
+        case "HardPT" | "RandomPF" | "NoTuning":
+            return ()
+        case "FullWT" | "Pretrain":
+            return tuple(n for n in names if not networks.is_lora(n))
+        case "LoRAWT":
+            if net.arch != "transformer":
+                raise ValueError("LoRAWT is defined for the Transformer only")
+            return tuple(n for n in names if networks.is_lora(n))
+        case "EmbedWT":
+            return networks.EMBED
+        case "UnembedWT":
+            return networks.UNEMBED
+        case "Un+EmbedWT":
+            return networks.EMBED + networks.UNEMBED
+    raise ValueError(f"unknown tuning method {method!r}")
+
+
+def initial_prefixes(repetition: int, seed: int, length: int, vocab: int, d: int):
+    """Random one-hot prefixes of repetition r: token-space (L, V) and soft (L, D).
+
+    One generator per repetition, so SimplexPT, RealPT and RandomPF of repetition r
+    start from the same token prefix.
+    """
+    gen = torch.Generator().manual_seed(seed + repetition)
+    tok = torch.randint(vocab, (length,), generator=gen)
+    soft = torch.randint(d, (length,), generator=gen)
+    return (torch.nn.functional.one_hot(tok, vocab).float(), torch.nn.functional.one_hot(soft, d).float())
+
+
+@dataclass
+class Population:
+    """Parameters of P members: network tensors (P, ...) plus prefix tensors."""
+
+    net: NetworkConfig
+    members: list[Member]
+    params: Params  # includes prefix_token (P, L, V) and prefix_soft (P, L, D)
+    kind: torch.Tensor  # (P,) prefix kind per member
+    trainable: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (P,) bool
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def prefix(self) -> PrefixInput:
+        return PrefixInput(self.kind, self.params[PREFIX_TOKEN_KEY], self.params[PREFIX_SOFT_KEY])
+
+    def network_params(self) -> Params:
+        return {k: v for k, v in self.params.items() if k not in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
+
+    def member_network(self, index: int) -> Params:
+        """One member's network weights, without the population axis."""
+        return {k: v[index].detach().clone() for k, v in self.network_params().items()}
+
+    def forward(self, onehot: torch.Tensor, record: bool = False):
+        return networks.forward(self.net, self.params, onehot, self.prefix, record)
+
+
+def build(net: NetworkConfig, base: Params, members: list[Member], prefix_length: int,
+          prefix_seed: int = 0, token_prefixes: dict[int, torch.Tensor] | None = None,
+          device: str | torch.device = "cpu") -> Population:
+    """A population whose members all start from `base` weights.
+
+    token_prefixes: fixed one-hot (L, V) prefixes for given member indices (HardPT).
+    """
+    P, L = len(members), prefix_length
+    params = networks.stack(base, P)
+    tok = torch.zeros(P, L, net.vocab)
+    soft = torch.zeros(P, L, net.d)
+    kind = torch.zeros(P, dtype=torch.long)
+    names = list(base)
+    trainable = {}
+    for i, m in enumerate(members):
+        kind[i] = METHOD_PREFIX_KIND.get(m.method, PREFIX_NONE) if L > 0 else PREFIX_NONE
+        if m.method in ("SimplexPT", "RealPT", "SoftPT", "RandomPF"):
+            tok[i], soft[i] = initial_prefixes(m.repetition, prefix_seed, L, net.vocab, net.d)
+        if token_prefixes and i in token_prefixes:
+            tok[i] = token_prefixes[i]
+        for n in tuned_names(m.method, net, names):
+            trainable.setdefault(n, torch.zeros(P, dtype=torch.bool))[i] = True
+    params[PREFIX_TOKEN_KEY], params[PREFIX_SOFT_KEY] = tok, soft
+    params = {k: v.to(device) for k, v in params.items()}
+    return Population(net, members, params, kind.to(device), {k: v.to(device) for k, v in trainable.items()})
+
+
+def clip_sets(pop: Population, clip_norm_over: str) -> dict[str, torch.Tensor]:
+    """name -> (P,) bool: which gradients enter each member's clipping norm.
+
+    Prefix methods clip over their prefix. Weight methods clip over all network
+    gradients (the reference's behaviour, LoRA included) or only the tuned ones.
+    """
+    P = pop.size
+    sets = {}
+    for i, m in enumerate(pop.members):
+        if m.method in PREFIX_METHODS:
+            chosen = tuned_names(m.method, pop.net, pop.params)
+        elif clip_norm_over == "all":
+            chosen = tuple(pop.network_params())
+        else:
+            chosen = tuned_names(m.method, pop.net, pop.params)
+        for n in chosen:
+            sets.setdefault(n, torch.zeros(P, dtype=torch.bool, device=pop.kind.device))[i] = True
+    return sets
+
+
+def _per_member(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class TrainResult:
+    loss: np.ndarray  # (steps, P) training loss per member
+    grad_norm: np.ndarray  # (steps, P) unclipped gradient norm per member (over its clip set)
+    seconds: float
+
+
+def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, length: int, lr: float,
+          clip: float, data_seeds: list[int], clip_norm_over: str = "all", log_every: int = 50,
+          label: str = "train") -> TrainResult:
+    """Train every member for `steps` Adam steps, in place.
+
+    data_seeds[r] seeds repetition r's data stream; member (method, r) reads stream r.
+    Loss: per-sequence sum of per-position log losses, averaged over the batch.
+    """
+    device = pop.kind.device
+    reps = sorted({m.repetition for m in pop.members})
+    streams = {r: Stream(source, batch, length, data_seeds[r]) for r in reps}
+    row_of = torch.tensor([reps.index(m.repetition) for m in pop.members], device=device)
+    clipset = clip_sets(pop, clip_norm_over)
+    grad_names = [n for n in pop.params if n in pop.trainable or n in clipset]
+    for n in grad_names:
+        pop.params[n].requires_grad_(True)
+    moments = {n: (torch.zeros_like(pop.params[n]), torch.zeros_like(pop.params[n])) for n in pop.trainable}
+    losses = np.zeros((steps, pop.size), dtype=np.float32)
+    norms = np.zeros((steps, pop.size), dtype=np.float32)
+    start = time.perf_counter()
+    b1, b2 = ADAM_BETAS
+    for step in range(steps):
+        onehot = torch.stack([streams[r].next().onehot() for r in reps]).to(device)[row_of]  # (P, B, N, V)
+        logp, _ = pop.forward(onehot)
+        loss = networks.sequence_log_loss(logp, onehot).sum(-1).mean(-1)  # (P,)
+        bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
+        if bad:
+            who = ", ".join(f"member {i} ({pop.members[i].label()})" for i in bad)
+            raise TrainingError(f"{label}: non-finite loss at step {step} for {who}")
+        grads = torch.autograd.grad(loss.sum(), [pop.params[n] for n in grad_names])
+        grads = dict(zip(grad_names, grads))
+        sq = torch.zeros(pop.size, device=device)
+        for n, mask in clipset.items():
+            sq = sq + torch.where(mask, grads[n].pow(2).flatten(1).sum(1), 0.0)
+        norm = sq.sqrt()
+        scale = clip / torch.maximum(norm, torch.full_like(norm, clip))
+        t = step + 1
+        with torch.no_grad():
+            for n, mask in pop.trainable.items():
+                g = grads[n] * _per_member(scale, grads[n])
+                m, v = moments[n]
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                update = lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + ADAM_EPS)
+                p = pop.params[n]
+                p.copy_(torch.where(_per_member(mask, p), p - update, p))
+        losses[step] = loss.detach().cpu().numpy()
+        norms[step] = norm.cpu().numpy()
+        if (step + 1) % log_every == 0 or step == 0 or step + 1 == steps:
+            log.info("%s step %d/%d loss %.4f (min %.4f max %.4f) elapsed %.1fs", label, step + 1, steps,
+                     float(losses[step].mean()), float(losses[step].min()), float(losses[step].max()),
+                     time.perf_counter() - start)
+    for n in grad_names:
+        pop.params[n].requires_grad_(False)
+    return TrainResult(losses, norms, time.perf_counter() - start)

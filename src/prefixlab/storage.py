@@ -1,0 +1,148 @@
+"""NetCDF storage (SPEC 3): schemas, provenance, atomic writes and validating reads.
+
+Every file carries `prefixlab_kind`; a reader names the kind it expects and gets a
+clear `DataError` for a foreign, truncated or malformed file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+# kind -> {variable: dims}; every listed variable is required.
+SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pretrain": {"loss": ("step",), "grad_norm": ("step",)},
+    "tune": {
+        "tune_loss": ("member", "step"),
+        "grad_norm": ("member", "step"),
+        "prefix_token": ("member", "slot", "token"),
+        "prefix_soft": ("member", "slot", "feature"),
+        "initial_prefix_token": ("repetition", "slot", "token"),
+        "hard_prefix": ("slot", "token"),
+        "prebayes_prefix_counts": ("token",),
+    },
+    "hard_search": {"search_loss": ("candidate",), "candidate_prefix": ("candidate", "slot")},
+    "eval": {
+        "log_loss": ("eval_dist", "method", "repetition", "step"),
+        "regret": ("eval_dist", "method", "repetition", "step"),
+        "cum_regret": ("eval_dist", "method", "repetition", "step"),
+    },
+    "states": {
+        "pretrain_states": ("pretrain_trajectory", "position", "feature"),
+        "pretrain_theta": ("pretrain_trajectory",),
+        "target_states": ("method", "trajectory", "position", "feature"),
+        "target_theta": ("method", "trajectory"),
+        "marker": ("method",),
+    },
+    "claims": {"passed": ("claim",), "value": ("claim",), "reference": ("claim",)},
+}
+
+
+class DataError(ValueError):
+    """A data file is missing, foreign, truncated or does not match its schema."""
+
+
+def _code_revision() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(config: dict, seeds: dict) -> dict[str, str]:
+    """Attributes recording what produced a file; no timestamps, so reruns are bitwise equal."""
+    versions = {}
+    for pkg in ("prefixlab", "torch", "numpy", "xarray", "netCDF4"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "absent"
+    return {
+        "config": json.dumps(config, sort_keys=True),
+        "seeds": json.dumps(seeds, sort_keys=True),
+        "package_versions": json.dumps(versions, sort_keys=True),
+        "code_revision": _code_revision(),
+    }
+
+
+def check(ds: xr.Dataset, kind: str, where: str = "<dataset>") -> None:
+    schema = SCHEMAS[kind]
+    got = ds.attrs.get("prefixlab_kind")
+    if got != kind:
+        raise DataError(f"{where}: expected a prefixlab '{kind}' file, found prefixlab_kind={got!r}")
+    for var, dims in schema.items():
+        if var not in ds.variables:
+            raise DataError(f"{where}: missing variable '{var}' of a '{kind}' file")
+        if tuple(ds[var].dims) != dims:
+            raise DataError(f"{where}: variable '{var}' has dims {tuple(ds[var].dims)}, expected {dims}")
+
+
+def write(ds: xr.Dataset, path: str | os.PathLike, kind: str, config: dict, seeds: dict) -> None:
+    """Validate, stamp and write atomically: a crash never leaves a complete-looking file."""
+    ds = ds.copy()
+    ds.attrs.update(provenance(config, seeds))
+    ds.attrs["prefixlab_kind"] = kind
+    check(ds, kind, str(path))
+    for name, var in ds.data_vars.items():
+        if "units" not in var.attrs or "long_name" not in var.attrs:
+            raise DataError(f"{path}: variable '{name}' lacks units/long_name attributes")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    encoding = {n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items() if v.dtype.kind in "fiub"}
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read(path: str | os.PathLike, kind: str) -> xr.Dataset:
+    """Open, fully load and validate a file of the given kind."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file does not exist")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            ds = ds.load()
+    except Exception as err:  # netCDF4/HDF5 raise OSError, RuntimeError, ValueError...
+        raise DataError(f"{path}: not a readable NetCDF file ({type(err).__name__}: {err})") from None
+    check(ds, kind, str(path))
+    return ds
+
+
+def var(data, dims, units: str, long_name: str, **attrs) -> xr.Variable:
+    """A data variable with the attributes every variable must carry."""
+    if isinstance(data, torch.Tensor):
+        data = data.detach().cpu().numpy()
+    return xr.Variable(dims, np.asarray(data), {"units": units, "long_name": long_name, **attrs})
+
+
+def save_torch(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_torch(path: str | os.PathLike):
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from None
