@@ -89,10 +89,9 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _layer_norm(x, scale, bias=None):
-    # x (P, B, T, D); scale/bias (P, D)
-    mu = x.mean(-1, keepdim=True)
-    var = x.var(-1, unbiased=False, keepdim=True)
-    y = (x - mu) * torch.rsqrt(var + LN_EPS) * scale[:, None, None, :]
+    # x (P, B, T, D); scale/bias (P, D). F.layer_norm fuses the normalisation; the
+    # per-member affine part follows as broadcast ops.
+    y = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * scale[:, None, None, :]
     return y if bias is None else y + bias[:, None, None, :]
 
 
@@ -103,9 +102,10 @@ def _linear(x, w):
 
 
 def _proj(p: Params, x, name: str, layer: int):
-    """Attention projection with its LoRA branch: x W + (x A) B (no alpha/r scaling)."""
-    out = _linear(x, p[f"w{name}_{layer}"])
-    return out + _linear(_linear(x, p[f"lora_{name}{layer}_a"]), p[f"lora_{name}{layer}_b"])
+    """Attention projection with its LoRA branch, x W + (x A) B (no alpha/r scaling),
+    computed as x (W + A B): one large matmul instead of three."""
+    w = p[f"w{name}_{layer}"] + torch.bmm(p[f"lora_{name}{layer}_a"], p[f"lora_{name}{layer}_b"])
+    return _linear(x, w)
 
 
 def attention_mask(valid: torch.Tensor) -> torch.Tensor:
@@ -135,9 +135,7 @@ def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record
         v = _proj(p, a, "v", l)
         # (P, B, H, T, hd)
         q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
-        logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(hd)
-        logits = logits.masked_fill(~mask, float("-inf"))
-        att = torch.matmul(torch.softmax(logits, dim=-1), v)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(hd))
         att = att.transpose(2, 3).reshape(P, B, T, D)
         att = _proj(p, att, "o", l)
         if record:

@@ -1,0 +1,127 @@
+"""Workflow configuration: scale overrides, schema validation with key-naming errors,
+and the per-job config subtrees the rules pass to the CLI."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from prefixlab.config import ConfigError
+from prefixlab.types import TUNING_METHODS
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _schema_errors(config: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    msgs = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        if err.validator == "additionalProperties" and err.instance is not None and isinstance(err.instance, dict):
+            allowed = set(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - allowed) if allowed else []
+            msgs.append(f"config key '{_key(err.absolute_path)}': unknown key(s) {extra}" if extra else
+                        f"config key '{_key(err.absolute_path)}': {err.message}")
+        elif err.validator == "enum":
+            msgs.append(f"config key '{_key(err.absolute_path)}': {err.instance!r} is not one of {err.validator_value}")
+        else:
+            msgs.append(f"config key '{_key(err.absolute_path)}': {err.message}")
+    return msgs
+
+
+def _fill_defaults(config: dict, schema: dict) -> None:
+    for k, sub in schema.get("properties", {}).items():
+        if k not in config and "default" in sub:
+            config[k] = copy.deepcopy(sub["default"])
+
+
+def resolve(config: dict, schema_path: str | Path) -> dict:
+    """Validate the raw config, apply the chosen scale and validate the result.
+
+    Raises ConfigError naming the offending key.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = _schema_errors(config, schema)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    scale = config["scale"]
+    scales = config.get("scales", {})
+    resolved = {k: v for k, v in config.items() if k != "scales"}
+    if scale != "paper":
+        if scale not in scales:
+            raise ConfigError(f"config key 'scale': unknown scale {scale!r}; defined: ['paper'] + {sorted(scales)}")
+        resolved = deep_merge(resolved, scales[scale])
+    _fill_defaults(resolved, schema)
+    errors = _schema_errors(resolved, schema)
+    if errors:
+        raise ConfigError(f"invalid configuration at scale {scale!r}:\n  " + "\n  ".join(errors))
+    _check_references(resolved)
+    return resolved
+
+
+def _check_references(cfg: dict) -> None:
+    for name in cfg["run_experiments"]:
+        if name not in cfg["experiments"]:
+            raise ConfigError(f"config key 'run_experiments': unknown experiment {name!r}; defined: {sorted(cfg['experiments'])}")
+    for name, exp in cfg["experiments"].items():
+        if exp["network"] not in cfg["networks"]:
+            raise ConfigError(f"config key 'experiments.{name}.network': unknown network {exp['network']!r}; defined: {sorted(cfg['networks'])}")
+        if not exp["pretrained"] and "FullWT" in exp.get("methods", ()):
+            raise ConfigError(f"config key 'experiments.{name}.methods': FullWT is not offered for untrained networks")
+        for arch in cfg["archs"]:
+            if arch == "transformer":
+                net = cfg["networks"][exp["network"]]
+                if net.get("d", 128) % net.get("heads", 4):
+                    raise ConfigError(f"config key 'networks.{exp['network']}.heads': d={net.get('d', 128)} not divisible by heads")
+        vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
+        if len(vocab) != 1:
+            raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")
+
+
+def vocab(cfg: dict) -> int:
+    s = cfg["sources"]["random"]
+    return len(s["alphas"]) if s["kind"] == "random" else len(s["biases"][0])
+
+
+def network_subtree(cfg: dict, variant: str, arch: str) -> dict:
+    return {"arch": arch, "vocab": vocab(cfg), **cfg["networks"][variant]}
+
+
+def pretrain_job(cfg: dict, variant: str, arch: str) -> dict:
+    return {"network": network_subtree(cfg, variant, arch), "source": cfg["sources"][cfg["pretrain_source"]],
+            "pretrain": cfg["pretrain"]}
+
+
+def experiment_methods(cfg: dict, exp: str) -> list[str]:
+    e = cfg["experiments"][exp]
+    methods = e.get("methods", cfg["methods"])
+    if not e["pretrained"] and "methods" not in e:
+        methods = [m for m in methods if m != "FullWT"]
+    return [m for m in TUNING_METHODS if m in methods]
+
+
+def tune_job(cfg: dict, exp: str, arch: str) -> dict:
+    e = cfg["experiments"][exp]
+    tune = dict(cfg["tune"])
+    for k in ("prefix_length", "hard_search"):
+        if k in e:
+            tune[k] = e[k]
+    tune["methods"] = experiment_methods(cfg, exp)
+    return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
+            "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
+            "sources": cfg["sources"], "tune": tune}
+
+
+def eval_job(cfg: dict, exp: str, arch: str) -> dict:
+    return {**tune_job(cfg, exp, arch), "evaluate": cfg["evaluate"]}

@@ -1,0 +1,53 @@
+rule evaluate:
+    """Per-step log loss and regrets on the three evaluation distributions (SPEC 1.5)."""
+    input:
+        code=EVAL_CODE,
+        weights=pretrained_weights,
+        tune_nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
+        tune_weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
+    output:
+        f"{PA}/eval/{{exp}}_{{arch}}.nc",
+    params:
+        cfg=eval_config,
+        weights=weights_flag,
+        device=CFG["device"],
+    log:
+        f"{LOGS}/evaluate/{{exp}}_{{arch}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{exp}}_{{arch}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=device_gpus,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "{PY} evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
+
+
+rule internal_states:
+    """Internal-state trajectories for the PCA figures (SPEC 1.9)."""
+    input:
+        code=EVAL_CODE,
+        weights=pretrained_weights,
+        tune_nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
+        tune_weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
+    output:
+        f"{PA}/states/{{exp}}_{{arch}}.nc",
+    params:
+        cfg=eval_config,
+        weights=weights_flag,
+        device=CFG["device"],
+    log:
+        f"{LOGS}/states/{{exp}}_{{arch}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "{PY} states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"

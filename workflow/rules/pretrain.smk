@@ -1,0 +1,24 @@
+rule pretrain:
+    """Pretrain one network variant on Random Coins (SPEC 1.3)."""
+    input:
+        code=PRETRAIN_CODE,
+    output:
+        weights=f"{PA}/pretrain/{{arch}}_{{variant}}.pt",
+        nc=f"{PA}/pretrain/{{arch}}_{{variant}}.nc",
+    params:
+        cfg=pretrain_config,
+        device=CFG["device"],
+    log:
+        f"{LOGS}/pretrain/{{arch}}_{{variant}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{arch}}_{{variant}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=device_gpus,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "{PY} pretrain --config {params.cfg:q} --threads {threads} --device {params.device}"
+        " --out-weights {output.weights} --out-nc {output.nc} > {log} 2>&1"

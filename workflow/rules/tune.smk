@@ -1,0 +1,28 @@
+rule tune:
+    """All tuning runs of one experiment x network as one batched population,
+    plus the HardPT and PreBayesPT prefix searches (SPEC 1.4)."""
+    input:
+        code=TUNE_CODE,
+        weights=pretrained_weights,
+    output:
+        nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
+        search=f"{PA}/tune/{{exp}}_{{arch}}_search.nc",
+        weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
+    params:
+        cfg=tune_config,
+        weights=weights_flag,
+        device=CFG["device"],
+    log:
+        f"{LOGS}/tune/{{exp}}_{{arch}}.log",
+    benchmark:
+        f"{BENCH}/tune/{{exp}}_{{arch}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=device_gpus,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "{PY} tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        " --out-nc {output.nc} --out-search {output.search} --out-weights {output.weights} > {log} 2>&1"
