@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -49,8 +50,9 @@ def cmd_pretrain(args, cfg):
     job = PretrainJob.from_dict(cfg)
     weights, ds = pretrain.run(job, args.device)
     seeds = {"init_seed": job.network.init_seed, "data_seed": job.train.data_seed}
-    storage.write(ds, args.out_nc, "pretrain", cfg, seeds)
-    storage.save_torch(weights, args.out_weights)
+    with storage.Staging() as out:
+        out.write(ds, args.out_nc, "pretrain", cfg, seeds)
+        out.save_torch(weights, args.out_weights)
 
 
 def cmd_tune(args, cfg):
@@ -65,9 +67,10 @@ def cmd_tune(args, cfg):
         import numpy as np
         hard_ds = xr.Dataset({"search_loss": storage.var(np.zeros(0), ("candidate",), "nats", "HardPT search disabled"),
                               "candidate_prefix": storage.var(np.zeros((0, t.prefix_length), dtype=np.int64), ("candidate", "slot"), "1", "none")})
-    storage.write(hard_ds, args.out_search, "hard_search", cfg, seeds)
-    storage.save_torch(state, args.out_weights)
-    storage.write(ds, args.out_nc, "tune", cfg, seeds)  # last: its presence marks the job complete
+    with storage.Staging() as out:
+        out.write(hard_ds, args.out_search, "hard_search", cfg, seeds)
+        out.save_torch(state, args.out_weights)
+        out.write(ds, args.out_nc, "tune", cfg, seeds)
 
 
 def _eval_inputs(args, cfg):
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     try:
         if args.threads:
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(min(args.threads, os.cpu_count() or 1))
         torch.use_deterministic_algorithms(True, warn_only=True)
         args.device = resolve_device(args.device)
         COMMANDS[args.command](args, load_config(args.config))

@@ -82,12 +82,12 @@ def regrets(ej: EvalJob, weights: Params | None, tune_ds: xr.Dataset, state: dic
     oracle = np.zeros((len(EVAL_DISTS), ev.length))
     counts = torch.from_numpy(tune_ds["prebayes_prefix_counts"].values)
     for d, dist in enumerate(EVAL_DISTS):
-        sample = data.sample(job.sources[dist], ev.sequences, ev.length, ev.seed)
+        sample = data.sample(ej.sources[dist], ev.sequences, ev.length, ev.seed)
         oracle[d] = (-sample.true_logp).mean(0).numpy()
         net_loss = per_step_log_loss(pop, sample.tokens).numpy()
         for i, m in enumerate(pop.members):
             loss[d, methods.index(m.method), m.repetition] = net_loss[i]
-        loss[d, methods.index("TargetBayes"), 0] = bayes.token_log_loss(job.sources[dist], sample.tokens).mean(0).numpy()
+        loss[d, methods.index("TargetBayes"), 0] = bayes.token_log_loss(ej.sources[dist], sample.tokens).mean(0).numpy()
         if job.pretrained:
             pre = job.pretrain_source
             loss[d, methods.index("PreBayes"), 0] = bayes.token_log_loss(pre, sample.tokens).mean(0).numpy()

@@ -43,12 +43,8 @@ class TuneJob:
     pretrained: bool
     pretrain_source: SourceConfig
     target: str
-    sources: dict
+    target_source: SourceConfig
     tune: TuneConfig
-
-    @property
-    def target_source(self) -> SourceConfig:
-        return self.sources[self.target]
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -57,28 +53,37 @@ class TuneJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TuneJob":
-        _require(d, ("experiment", "network", "pretrained", "pretrain_source", "target", "sources", "tune"), "tune job")
-        sources = sources_from_dict(d["sources"])
+        if "target_source" not in d and isinstance(d.get("sources"), dict) and d.get("target") in d["sources"]:
+            d = {**d, "target_source": d["sources"][d["target"]]}  # a hand-written job may list every source
+        _require(d, ("experiment", "network", "pretrained", "pretrain_source", "target", "target_source", "tune"), "tune job")
         if d["target"] not in EVAL_DISTS:
             raise ConfigError(f"experiments.{d['experiment']}.target: unknown source {d['target']!r}; known: {list(EVAL_DISTS)}")
         job = cls(experiment=d["experiment"], network=NetworkConfig.from_dict(d["network"]), pretrained=bool(d["pretrained"]),
                   pretrain_source=SourceConfig.from_dict(d["pretrain_source"], "pretrain.source"), target=d["target"],
-                  sources=sources, tune=TuneConfig.from_dict(d["tune"]))
+                  target_source=SourceConfig.from_dict(d["target_source"], f"sources.{d['target']}"),
+                  tune=TuneConfig.from_dict(d["tune"]))
         if not job.pretrained and "FullWT" in job.tune.methods:
             raise ConfigError(f"experiments.{job.experiment}.methods: FullWT is not offered for untrained networks")
-        for name, src in sources.items():
-            if src.vocab != job.network.vocab:
-                raise ConfigError(f"sources.{name}: alphabet size {src.vocab} != network.vocab {job.network.vocab}")
+        _check_vocab({"pretrain_source": job.pretrain_source, job.target: job.target_source}, job.network.vocab)
         return job
+
+
+def _check_vocab(sources: dict, vocab: int) -> None:
+    for name, src in sources.items():
+        if src.vocab != vocab:
+            raise ConfigError(f"sources.{name}: alphabet size {src.vocab} != network.vocab {vocab}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalJob:
     tune_job: TuneJob
+    sources: dict  # every evaluation distribution by name
     evaluate: EvalConfig
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalJob":
-        _require(d, ("evaluate",), "evaluate job")
-        rest = {k: v for k, v in d.items() if k != "evaluate"}
-        return cls(tune_job=TuneJob.from_dict(rest), evaluate=EvalConfig.from_dict(d["evaluate"]))
+        _require(d, ("evaluate", "sources"), "evaluate job")
+        tune_job = TuneJob.from_dict({k: v for k, v in d.items() if k != "evaluate"})
+        sources = sources_from_dict(d["sources"])
+        _check_vocab(sources, tune_job.network.vocab)
+        return cls(tune_job=tune_job, sources=sources, evaluate=EvalConfig.from_dict(d["evaluate"]))

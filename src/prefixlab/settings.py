@@ -120,8 +120,8 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
     tune["methods"] = experiment_methods(cfg, exp)
     return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
             "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
-            "sources": cfg["sources"], "tune": tune}
+            "target_source": cfg["sources"][e["target"]], "tune": tune}
 
 
 def eval_job(cfg: dict, exp: str, arch: str) -> dict:
-    return {**tune_job(cfg, exp, arch), "evaluate": cfg["evaluate"]}
+    return {**tune_job(cfg, exp, arch), "sources": cfg["sources"], "evaluate": cfg["evaluate"]}

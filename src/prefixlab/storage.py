@@ -86,8 +86,41 @@ def check(ds: xr.Dataset, kind: str, where: str = "<dataset>") -> None:
             raise DataError(f"{where}: variable '{var}' has dims {tuple(ds[var].dims)}, expected {dims}")
 
 
-def write(ds: xr.Dataset, path: str | os.PathLike, kind: str, config: dict, seeds: dict) -> None:
-    """Validate, stamp and write atomically: a crash never leaves a complete-looking file."""
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+class Staging:
+    """Writes a job's outputs under temporary names and renames them together at the end,
+    so a job killed midway leaves none of its outputs behind (not even the first ones)."""
+
+    def __init__(self):
+        self.pending: list[tuple[Path, Path]] = []
+
+    def write(self, ds, path, kind, config, seeds):
+        self.pending.append((write(ds, path, kind, config, seeds, publish=False), Path(path)))
+
+    def save_torch(self, obj, path):
+        self.pending.append((save_torch(obj, path, publish=False), Path(path)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            for tmp, final in self.pending:
+                os.replace(tmp, final)
+        else:
+            for tmp, _ in self.pending:
+                tmp.unlink(missing_ok=True)
+        return False
+
+
+def write(ds: xr.Dataset, path: str | os.PathLike, kind: str, config: dict, seeds: dict, publish: bool = True) -> Path:
+    """Validate, stamp and write atomically: a crash never leaves a complete-looking file.
+
+    With publish=False the file stays under its temporary name, which is returned.
+    """
     ds = ds.copy()
     ds.attrs.update(provenance(config, seeds))
     ds.attrs["prefixlab_kind"] = kind
@@ -97,14 +130,17 @@ def write(ds: xr.Dataset, path: str | os.PathLike, kind: str, config: dict, seed
             raise DataError(f"{path}: variable '{name}' lacks units/long_name attributes")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _tmp_path(path)
     encoding = {n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items() if v.dtype.kind in "fiub"}
     try:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if publish:
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        return path
+    return tmp
 
 
 def read(path: str | os.PathLike, kind: str) -> xr.Dataset:
@@ -128,16 +164,19 @@ def var(data, dims, units: str, long_name: str, **attrs) -> xr.Variable:
     return xr.Variable(dims, np.asarray(data), {"units": units, "long_name": long_name, **attrs})
 
 
-def save_torch(obj, path: str | os.PathLike) -> None:
+def save_torch(obj, path: str | os.PathLike, publish: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _tmp_path(path)
     try:
         torch.save(obj, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if publish:
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        return path
+    return tmp
 
 
 def load_torch(path: str | os.PathLike):

@@ -48,6 +48,12 @@ FIGURE_CODE = code("storage.py", "types.py") + sorted(str(p) for p in (SRC / "pr
 CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 
 
+# A torch job already uses every core it is given; running several side by side only
+# oversubscribes the CPU (OpenMP spin-waits make that several times slower). So a
+# heavy job takes all --cores; profiles may set per-rule threads (set-threads).
+heavy_threads = max(1, workflow.cores or 1)
+
+
 def exp_cfg(exp):
     return CFG["experiments"][exp]
 

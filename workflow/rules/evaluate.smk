@@ -15,7 +15,7 @@ rule evaluate:
         f"{LOGS}/evaluate/{{exp}}_{{arch}}.log",
     benchmark:
         f"{BENCH}/evaluate/{{exp}}_{{arch}}.tsv"
-    threads: 2
+    threads: heavy_threads
     resources:
         mem_mb=8000,
         runtime=120,
@@ -42,7 +42,7 @@ rule internal_states:
         device=CFG["device"],
     log:
         f"{LOGS}/states/{{exp}}_{{arch}}.log",
-    threads: 2
+    threads: heavy_threads
     resources:
         mem_mb=4000,
         runtime=30,

@@ -12,7 +12,7 @@ rule pretrain:
         f"{LOGS}/pretrain/{{arch}}_{{variant}}.log",
     benchmark:
         f"{BENCH}/pretrain/{{arch}}_{{variant}}.tsv"
-    threads: 2
+    threads: heavy_threads
     resources:
         mem_mb=4000,
         runtime=60,

@@ -16,7 +16,7 @@ rule tune:
         f"{LOGS}/tune/{{exp}}_{{arch}}.log",
     benchmark:
         f"{BENCH}/tune/{{exp}}_{{arch}}.tsv"
-    threads: 2
+    threads: heavy_threads
     resources:
         mem_mb=8000,
         runtime=240,

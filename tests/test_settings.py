@@ -1,0 +1,89 @@
+"""Config resolution: scales, schema validation with key-naming errors, per-job subtrees."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prefixlab import settings
+from prefixlab.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def base():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def resolve(cfg):
+    return settings.resolve(copy.deepcopy(cfg), SCHEMA)
+
+
+def test_paper_and_quick_scales_resolve(base):
+    paper = resolve(base)
+    assert paper["tune"]["steps"] == 1000 and paper["tune"]["repetitions"] == 10
+    quick = resolve({**base, "scale": "quick"})
+    assert quick["tune"]["steps"] < paper["tune"]["steps"]
+    assert quick["tune"]["lr"] == paper["tune"]["lr"] or "lr" in base["scales"]["quick"]["tune"]
+    assert quick["networks"] == paper["networks"]  # quick keeps paper-sized networks
+
+
+def _mutate(cfg, path, value):
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return cfg
+
+
+BAD = [
+    # (path, value, text the error must contain)
+    (("tune", "stepz"), 5, "tune"),  # unknown key
+    (("tune", "steps"), "many", "tune.steps"),  # wrong type
+    (("tune", "steps"), 0, "tune.steps"),  # out of range
+    (("tune", "lr"), -1.0, "tune.lr"),  # out of range
+    (("methods",), ["SoftPT", "MagicPT"], "methods.1"),  # unknown method
+    (("run_experiments",), ["r2s", "r9x"], "run_experiments"),  # unknown experiment
+    (("scale",), "huge", "scale"),  # unknown scale
+    (("experiments", "r2s", "network"), "giant", "experiments.r2s.network"),  # unknown network
+    (("experiments", "u2m", "methods"), ["FullWT"], "experiments.u2m.methods"),  # FullWT on an untrained net
+    (("tune", "clip_norm_over"), "some", "tune.clip_norm_over"),  # bad enum
+    (("experiments", "r2s", "target"), "dice", "experiments.r2s.target"),  # unknown source
+    (("evaluate", "sequences"), 2.5, "evaluate.sequences"),  # float for int
+]
+
+
+@pytest.mark.parametrize("path,value,needle", BAD, ids=[".".join(map(str, b[0])) + "=" + repr(b[1]) for b in BAD])
+def test_bad_config_is_rejected_naming_the_key(base, path, value, needle):
+    with pytest.raises(ConfigError) as err:
+        resolve(_mutate(base, path, value))
+    assert needle in str(err.value)
+
+
+def test_unknown_top_level_key(base):
+    with pytest.raises(ConfigError, match="unexpected_key"):
+        resolve({**base, "unexpected_key": 1})
+
+
+def test_bad_scale_override_is_rejected(base):
+    cfg = _mutate(base, ("scales", "quick", "tune", "steps"), -3)
+    with pytest.raises(ConfigError, match="scales.quick.tune.steps"):
+        resolve(cfg)
+
+
+def test_tune_subtree_is_exactly_what_tuning_needs(base):
+    cfg = resolve(base)
+    job = settings.tune_job(cfg, "r2s", "lstm")
+    assert set(job) == {"experiment", "network", "pretrained", "pretrain_source", "target", "target_source", "tune"}
+    assert job["target_source"] == cfg["sources"]["single"]
+    assert "FullWT" not in settings.tune_job(cfg, "u2m", "transformer")["tune"]["methods"]
+    assert settings.tune_job(cfg, "r2s_L25", "lstm")["tune"]["prefix_length"] == 25
+    assert settings.tune_job(cfg, "r2s_L25", "lstm")["tune"]["hard_search"] is False
+    # a figure setting is not part of any job subtree
+    changed = resolve(_mutate(base, ("figures", "dpi"), 300))
+    assert settings.tune_job(changed, "r2s", "lstm") == job
+    assert settings.eval_job(changed, "r2s", "lstm") == settings.eval_job(cfg, "r2s", "lstm")

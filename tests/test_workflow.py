@@ -1,0 +1,186 @@
+"""The Snakemake workflow end to end at the tiny test scale, on a private copy of the repo.
+
+One real run builds every target; the dry-run tests then check that a change reruns
+exactly the jobs it affects; the destructive tests (interruption, corrupt input) run last.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prefixlab import storage
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--configfile", "tests/tiny.yaml"]
+RES = Path("results/tiny")
+pytestmark = pytest.mark.slow
+
+
+def snakemake(repo, *args, check=True, timeout=600):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *TINY, *args]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_jobs(repo, *args) -> dict[str, int]:
+    """Rule -> job count of a dry run (empty when nothing would run)."""
+    out = snakemake(repo, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the working tree (tracked and untracked-not-ignored files)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    dest = tmp_path_factory.mktemp("wf") / "repo"
+    for f in filter(None, files):
+        src = ROOT / f
+        if src.is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def built(repo):
+    start = time.perf_counter()
+    snakemake(repo, "all_figures")
+    print(f"tiny all_figures: {time.perf_counter() - start:.0f}s")
+    return repo
+
+
+def test_lint_is_clean(repo):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", *TINY], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for rule" not in proc.stdout + proc.stderr
+
+
+def test_all_figures_builds_every_target(built):
+    figs = built / RES / "figures"
+    for name in ("fig1_r2s_headline", "fig2_states_r2s", "fig3_r2m_headline", "fig4_untrained", "fig6_states_r2m",
+                 "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt",
+                 "fig5_full_r2s_lstm", "fig5_full_u2m_transformer"):
+        for ext in ("pdf", "png"):
+            assert (figs / f"{name}.{ext}").stat().st_size > 1000, name
+    assert (figs / "table_softpt.md").read_text().strip()
+    lines = [l for l in (built / RES / "claims.md").read_text().splitlines() if re.match(r"^A\d ", l)]
+    assert [l.split()[0] for l in lines] == ["A1", "A2", "A3", "A4", "A5", "A6"]
+    assert all(l.split()[1] in ("PASS", "FAIL") for l in lines)
+    storage.read(built / RES / "claims.nc", "claims")
+    ds = storage.read(built / RES / "paper_a/eval/r2s_transformer.nc", "eval")
+    assert set(ds.eval_dist.values) == {"single", "mixture", "random"}
+    for log in (built / "logs/tiny/tune").glob("*.log"):
+        assert re.search(r"step \d+/\d+ loss [\d.]+ .*elapsed", log.read_text()), log
+
+
+def test_nothing_changed_reruns_nothing(built):
+    assert planned_jobs(built, "all_figures") == {}
+
+
+def _extra_config(repo, name, text):
+    path = repo / f"{name}.yaml"
+    path.write_text(text)
+    return ["--configfile", "tests/tiny.yaml", path.name]
+
+
+def test_tuning_change_reruns_tuning_and_downstream_only(built):
+    jobs = planned_jobs(built, *_extra_config(built, "steps", "scales: {tiny: {tune: {steps: 13}}}"), "all_figures")
+    assert "pretrain" not in jobs
+    assert jobs["tune"] == 10 and jobs["evaluate"] == 10 and jobs["claims"] == 1
+
+
+def test_experiment_change_reruns_that_experiment_only(built):
+    jobs = planned_jobs(built, *_extra_config(built, "exp", "scales: {tiny: {experiments: {r2s: {prefix_length: 4}}}}"),
+                        "all_figures")
+    assert "pretrain" not in jobs
+    assert jobs["tune"] == 2 and jobs["evaluate"] == 2 and jobs["internal_states"] == 2
+
+
+def test_figure_setting_reruns_figures_only(built):
+    jobs = planned_jobs(built, *_extra_config(built, "dpi", "scales: {tiny: {figures: {dpi: 61}}}"), "all_figures")
+    assert jobs and all(r.startswith(("figure_", "table_")) for r in jobs), jobs
+    assert jobs["figure_fig5_full"] == 6
+
+
+def _touched(repo, rel):
+    path = repo / rel
+    st = path.stat()
+    os.utime(path, (st.st_atime, time.time() + 5))
+    return path, st
+
+
+@pytest.mark.parametrize("module,expected,absent", [
+    ("src/prefixlab/evaluate.py", {"evaluate", "internal_states", "claims"}, {"pretrain", "tune"}),
+    ("src/prefixlab/tune.py", {"tune", "evaluate"}, {"pretrain"}),
+    ("src/prefixlab/pretrain.py", {"pretrain"}, {"tune"}),
+    ("src/prefixlab/claims.py", {"claims"}, {"pretrain", "tune", "evaluate", "figure_fig1_r2s_headline"}),
+])
+def test_code_change_reruns_its_stage_and_downstream(built, module, expected, absent):
+    path, st = _touched(built, module)
+    try:
+        jobs = planned_jobs(built, "all_figures")
+    finally:
+        os.utime(path, (st.st_atime, st.st_mtime))
+    assert expected <= set(jobs), jobs
+    assert not (absent & set(jobs)), jobs
+    if module.endswith("pretrain.py"):
+        # pretrain reruns, and with it only the pretrained experiments' jobs (not u2m)
+        assert jobs["tune"] == 8
+
+
+def test_corrupt_or_foreign_input_stops_dependent_rule(built):
+    tune_nc = built / RES / "paper_a/tune/r2s_lstm.nc"
+    eval_nc = RES / "paper_a/eval/r2s_lstm.nc"
+    saved = tune_nc.read_bytes()
+    st = tune_nc.stat()
+    try:
+        for content, needle in ((b"garbage" * 100, "not a readable NetCDF"),
+                                ((built / RES / "paper_a/pretrain/lstm_base.nc").read_bytes(), "expected a prefixlab 'tune' file")):
+            tune_nc.write_bytes(content)
+            os.utime(tune_nc, (st.st_atime, st.st_mtime))
+            proc = snakemake(built, "--forcerun", "evaluate", "--", str(eval_nc), check=False)
+            assert proc.returncode != 0
+            log = (built / "logs/tiny/evaluate/r2s_lstm.log").read_text()
+            assert needle in log and "r2s_lstm.nc" in log, log
+            assert not (built / eval_nc).exists()
+    finally:
+        tune_nc.write_bytes(saved)
+        os.utime(tune_nc, (st.st_atime, st.st_mtime))
+
+
+def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
+    slow = _extra_config(built, "slow", "scales: {tiny: {tune: {steps: 400, log_every: 20}}}")
+    target = RES / "paper_a/tune/r2s_transformer.nc"
+    outs = [target, RES / "paper_a/tune/r2s_transformer_search.nc", RES / "paper_a/tune/r2s_transformer.pt"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *slow, "--", str(target)]
+    # uninterrupted reference run
+    subprocess.run(cmd, cwd=built, check=True, capture_output=True)
+    reference = {p: (built / p).read_bytes() for p in outs}
+    for p in outs:
+        (built / p).unlink()
+    proc = subprocess.Popen(cmd, cwd=built, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = built / "logs/tiny/tune/r2s_transformer.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "step 40/" in log.read_text()):
+        time.sleep(0.2)
+    assert "step 40/" in log.read_text(), "tuning did not start"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for p in outs:
+        assert not (built / p).exists(), f"{p} exists after SIGKILL"
+    subprocess.run(cmd + ["--rerun-incomplete"], cwd=built, check=True, capture_output=True)
+    for p in outs:
+        assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"
