@@ -30,5 +30,6 @@ def run(job: PretrainJob, device="cpu"):
         },
         coords={"step": np.arange(t.steps)},
     )
-    ds.attrs.update(arch=job.network.arch, train_seconds=float(res.seconds))
+    # No wall-clock time in the file (it would break bitwise-identical reruns); population.train logs it.
+    ds.attrs.update(arch=job.network.arch)
     return {k: v.cpu() for k, v in pop.member_network(0).items()}, ds

@@ -119,7 +119,8 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
             "repetition": np.arange(R),
         },
     )
-    ds.attrs["train_seconds"] = float(result.seconds)
+    # Wall-clock time goes to the log, not the file: outputs must be bitwise reproducible.
+    log.info("%s: tuned %d members in %.1fs", job.experiment, len(members), result.seconds)
     state = {"members": [(m.method, m.repetition) for m in members], "weights": {}}
     for name, mask in pop.trainable.items():
         if name in (population.PREFIX_TOKEN_KEY, population.PREFIX_SOFT_KEY):

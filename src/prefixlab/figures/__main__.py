@@ -1,0 +1,5 @@
+import sys
+
+from prefixlab.figures.cli import main
+
+sys.exit(main())
