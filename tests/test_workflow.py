@@ -18,22 +18,28 @@ import pytest
 from prefixlab import storage
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--configfile", "tests/tiny.yaml"]
+TINY = "tests/tiny.yaml"
 RES = Path("results/tiny")
 pytestmark = pytest.mark.slow
 
 
-def snakemake(repo, *args, check=True, timeout=600):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *TINY, *args]
+def snakemake_cmd(*targets, options=(), extra_configs=()):
+    # --configfile takes several values, so targets go after an explicit "--"
+    return [sys.executable, "-m", "snakemake", "--cores", "2", *options,
+            "--configfile", TINY, *extra_configs, "--", *targets]
+
+
+def snakemake(repo, *targets, options=(), extra_configs=(), check=True, timeout=600):
+    cmd = snakemake_cmd(*targets, options=options, extra_configs=extra_configs)
     proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(f"{' '.join(cmd[2:])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
 
 
-def planned_jobs(repo, *args) -> dict[str, int]:
+def planned_jobs(repo, *targets, extra_configs=()) -> dict[str, int]:
     """Rule -> job count of a dry run (empty when nothing would run)."""
-    out = snakemake(repo, "-n", *args).stdout
+    out = snakemake(repo, *targets, options=["-n"], extra_configs=extra_configs).stdout
     if "Nothing to be done" in out:
         return {}
     table = out.split("Job stats:")[1].split("total")[0]
@@ -63,7 +69,7 @@ def built(repo):
 
 
 def test_lint_is_clean(repo):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", *TINY], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", TINY], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for rule" not in proc.stdout + proc.stderr
 
@@ -93,46 +99,47 @@ def test_nothing_changed_reruns_nothing(built):
 def _extra_config(repo, name, text):
     path = repo / f"{name}.yaml"
     path.write_text(text)
-    return ["--configfile", "tests/tiny.yaml", path.name]
+    return [path.name]
 
 
 def test_tuning_change_reruns_tuning_and_downstream_only(built):
-    jobs = planned_jobs(built, *_extra_config(built, "steps", "scales: {tiny: {tune: {steps: 13}}}"), "all_figures")
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "steps", "scales: {tiny: {tune: {steps: 13}}}"))
     assert "pretrain" not in jobs
     assert jobs["tune"] == 10 and jobs["evaluate"] == 10 and jobs["claims"] == 1
 
 
 def test_experiment_change_reruns_that_experiment_only(built):
-    jobs = planned_jobs(built, *_extra_config(built, "exp", "scales: {tiny: {experiments: {r2s: {prefix_length: 4}}}}"),
-                        "all_figures")
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "exp", "scales: {tiny: {experiments: {r2s: {prefix_length: 4}}}}"))
     assert "pretrain" not in jobs
     assert jobs["tune"] == 2 and jobs["evaluate"] == 2 and jobs["internal_states"] == 2
 
 
 def test_figure_setting_reruns_figures_only(built):
-    jobs = planned_jobs(built, *_extra_config(built, "dpi", "scales: {tiny: {figures: {dpi: 61}}}"), "all_figures")
-    assert jobs and all(r.startswith(("figure_", "table_")) for r in jobs), jobs
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "dpi", "scales: {tiny: {figures: {dpi: 61}}}"))
+    assert jobs and all(r.startswith(("figure_", "table_")) or r == "all_figures" for r in jobs), jobs
     assert jobs["figure_fig5_full"] == 6
 
 
-def _touched(repo, rel):
+def _edited(repo, rel):
+    """Append a comment: Snakemake compares small inputs by checksum, so a bare touch is no edit."""
     path = repo / rel
-    st = path.stat()
-    os.utime(path, (st.st_atime, time.time() + 5))
-    return path, st
+    saved, st = path.read_bytes(), path.stat()
+    path.write_bytes(saved + b"\n# an edit\n")
+    return path, saved, st
 
 
 @pytest.mark.parametrize("module,expected,absent", [
     ("src/prefixlab/evaluate.py", {"evaluate", "internal_states", "claims"}, {"pretrain", "tune"}),
     ("src/prefixlab/tune.py", {"tune", "evaluate"}, {"pretrain"}),
-    ("src/prefixlab/pretrain.py", {"pretrain"}, {"tune"}),
+    ("src/prefixlab/pretrain.py", {"pretrain", "tune"}, set()),
     ("src/prefixlab/claims.py", {"claims"}, {"pretrain", "tune", "evaluate", "figure_fig1_r2s_headline"}),
 ])
 def test_code_change_reruns_its_stage_and_downstream(built, module, expected, absent):
-    path, st = _touched(built, module)
+    path, saved, st = _edited(built, module)
     try:
         jobs = planned_jobs(built, "all_figures")
     finally:
+        path.write_bytes(saved)
         os.utime(path, (st.st_atime, st.st_mtime))
     assert expected <= set(jobs), jobs
     assert not (absent & set(jobs)), jobs
@@ -151,7 +158,7 @@ def test_corrupt_or_foreign_input_stops_dependent_rule(built):
                                 ((built / RES / "paper_a/pretrain/lstm_base.nc").read_bytes(), "expected a prefixlab 'tune' file")):
             tune_nc.write_bytes(content)
             os.utime(tune_nc, (st.st_atime, st.st_mtime))
-            proc = snakemake(built, "--forcerun", "evaluate", "--", str(eval_nc), check=False)
+            proc = snakemake(built, str(eval_nc), options=["--forcerun", "evaluate"], check=False)
             assert proc.returncode != 0
             log = (built / "logs/tiny/evaluate/r2s_lstm.log").read_text()
             assert needle in log and "r2s_lstm.nc" in log, log
@@ -165,7 +172,7 @@ def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
     slow = _extra_config(built, "slow", "scales: {tiny: {tune: {steps: 400, log_every: 20}}}")
     target = RES / "paper_a/tune/r2s_transformer.nc"
     outs = [target, RES / "paper_a/tune/r2s_transformer_search.nc", RES / "paper_a/tune/r2s_transformer.pt"]
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *slow, "--", str(target)]
+    cmd = snakemake_cmd(str(target), extra_configs=slow)
     # uninterrupted reference run
     subprocess.run(cmd, cwd=built, check=True, capture_output=True)
     reference = {p: (built / p).read_bytes() for p in outs}
@@ -181,6 +188,6 @@ def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
     proc.wait()
     for p in outs:
         assert not (built / p).exists(), f"{p} exists after SIGKILL"
-    subprocess.run(cmd + ["--rerun-incomplete"], cwd=built, check=True, capture_output=True)
+    subprocess.run(snakemake_cmd(str(target), options=["--rerun-incomplete"], extra_configs=slow), cwd=built, check=True, capture_output=True)
     for p in outs:
         assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"

@@ -1,7 +1,3 @@
-def claims_inputs(wildcards):
-    return {**keyed("eval", EXPS), **keyed("states", STATE_EXPS), "code": CLAIMS_CODE}
-
-
 rule claims:
     """Check claims A1-A6 (SPEC 1.8); reports PASS/FAIL with numbers, never aborts the run."""
     input:
@@ -10,7 +6,7 @@ rule claims:
         md=report(f"{RES}/claims.md", caption="../report/claims.rst", category="Claims"),
         nc=f"{RES}/claims.nc",
     params:
-        settings=lambda w: as_json({**CFG.get("claims", {}), "scale": SCALE}),
+        settings=claims_settings,
         inputs=input_flags,
     log:
         f"{LOGS}/claims.log",
@@ -21,5 +17,5 @@ rule claims:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "{FIGURES_PY} claims {params.inputs} --settings {params.settings:q}"
+        "python -m prefixlab.figures claims {params.inputs} --settings {params.settings:q}"
         " --out-md {output.md} --out-nc {output.nc} > {log} 2>&1"

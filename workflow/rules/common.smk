@@ -7,7 +7,6 @@ from snakemake.exceptions import WorkflowError
 SRC = Path(workflow.basedir) / "src"
 # Jobs import the package from this checkout, installed or not.
 sys.path.insert(0, str(SRC))
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
 
 from prefixlab import settings  # noqa: E402
 from prefixlab.config import ConfigError  # noqa: E402
@@ -25,7 +24,12 @@ LOGS = f"logs/{SCALE}"
 BENCH = f"{RES}/benchmarks"
 ARCHS = CFG["archs"]
 EXPS = CFG["run_experiments"]
-PY = "python -m prefixlab"
+
+# Jobs import the package from this checkout too (installed or not). OpenMP threads
+# that spin while waiting make torch many times slower as soon as anything else
+# shares the CPU; passive waiting costs little when the CPU is idle.
+# (Doubled braces: the prefix is formatted like a shell command.)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}} OMP_WAIT_POLICY=PASSIVE; ")
 
 wildcard_constraints:
     arch="lstm|transformer",
@@ -49,9 +53,9 @@ CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 
 
 # A torch job already uses every core it is given; running several side by side only
-# oversubscribes the CPU (OpenMP spin-waits make that several times slower). So a
-# heavy job takes all --cores; profiles may set per-rule threads (set-threads).
-heavy_threads = max(1, workflow.cores or 1)
+# oversubscribes the CPU. So by default a heavy job takes all --cores; tiny jobs,
+# dominated by start-up, run side by side with threads_per_job: 1.
+heavy_threads = min(CFG["threads_per_job"] or workflow.cores or 1, workflow.cores or 1)
 
 
 def exp_cfg(exp):
@@ -113,3 +117,107 @@ def keyed(kind, exps, archs=None):
 def pretrain_inputs():
     pairs = sorted({(a, exp_cfg(e)["network"]) for e in EXPS if exp_cfg(e)["pretrained"] for a in ARCHS})
     return {f"pretrain_{a}_{v}": f"{PA}/pretrain/{a}_{v}.nc" for a, v in pairs}
+
+
+# ---- figures and claims: which NetCDF files each one reads ----
+STATE_EXPS = [e for e in EXPS if exp_cfg(e).get("states")]
+ABLATIONS = [e for e in EXPS if e.endswith(("_d4", "_maxi", "_L25"))]
+
+
+def figure_settings(wildcards=None):
+    return as_json(CFG.get("figures", {}))
+
+
+def fig_input(names):
+    """Rule input: keyed data files plus the figure code."""
+    def inputs(wildcards):
+        return {**names(wildcards), "code": FIGURE_CODE}
+
+    return inputs
+
+
+def _fig1(w):
+    return keyed("eval", ["r2s"])
+
+
+def _fig2(w):
+    return keyed("states", ["r2s"])
+
+
+def _fig3(w):
+    return keyed("eval", ["r2m"])
+
+
+def _fig4(w):
+    return keyed("eval", ["u2m", "u2r"], ["transformer"])
+
+
+def _fig5(w):
+    return keyed("eval", [w.exp], [w.arch])
+
+
+def _fig6(w):
+    return keyed("states", ["r2m"])
+
+
+def _fig7(w):
+    return keyed("search", EXPS)
+
+
+def _fig8(w):
+    return {**keyed("tune", EXPS), **pretrain_inputs()}
+
+
+def _fig9(w):
+    return keyed("eval", ["r2s", "r2m"] + ABLATIONS)
+
+
+FIGURE_INPUTS = {
+    "fig1_r2s_headline": _fig1,
+    "fig2_states_r2s": _fig2,
+    "fig3_r2m_headline": _fig3,
+    "fig4_untrained": _fig4,
+    "fig6_states_r2m": _fig6,
+    "fig7_hard_search": _fig7,
+    "fig8_losses": _fig8,
+    "fig9_ablations": _fig9,
+}
+CAPTIONS = {
+    "fig1_r2s_headline": "fig1.rst",
+    "fig2_states_r2s": "fig2.rst",
+    "fig3_r2m_headline": "fig3.rst",
+    "fig4_untrained": "fig4.rst",
+    "fig6_states_r2m": "fig6.rst",
+    "fig7_hard_search": "fig7.rst",
+    "fig8_losses": "fig8.rst",
+    "fig9_ablations": "fig9.rst",
+}
+
+
+def enabled_figures():
+    """Figures whose data the configured experiments provide."""
+    return [name for name, inputs in FIGURE_INPUTS.items() if inputs(None)]
+
+
+def all_figure_outputs():
+    outs = [f"{FIG}/{name}.png" for name in enabled_figures()]
+    outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
+    if any(e in EXPS for e in ("r2s", "r2m")):
+        outs.append(f"{FIG}/table_softpt.md")
+    outs += [f"{RES}/claims.md", f"{RES}/claims.nc"]
+    return outs
+
+
+def claims_inputs(wildcards):
+    return {**keyed("eval", EXPS), **keyed("states", STATE_EXPS), "code": CLAIMS_CODE}
+
+
+def claims_settings(wildcards=None):
+    """Claim thresholds from config; the steps they are read at follow the scale's lengths
+    (the paper's n = 49, 99, 199 are N_tune - 1, N_train - 1, N_eval - 1)."""
+    steps = {
+        "step": CFG["tune"]["length"] - 1,
+        "a1_step": CFG["pretrain"]["length"] - 1,
+        "a4_late_step": CFG["evaluate"]["length"] - 1,
+    }
+    return as_json({**CFG.get("claims", {}), **steps, "scale": SCALE})

@@ -23,7 +23,7 @@ rule evaluate:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "{PY} evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
         " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
 
 
@@ -49,5 +49,5 @@ rule internal_states:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "{PY} states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
         " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"

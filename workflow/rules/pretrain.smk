@@ -20,5 +20,5 @@ rule pretrain:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "{PY} pretrain --config {params.cfg:q} --threads {threads} --device {params.device}"
+        "python -m prefixlab pretrain --config {params.cfg:q} --threads {threads} --device {params.device}"
         " --out-weights {output.weights} --out-nc {output.nc} > {log} 2>&1"

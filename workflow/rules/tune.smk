@@ -24,5 +24,5 @@ rule tune:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "{PY} tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
         " --out-nc {output.nc} --out-search {output.search} --out-weights {output.weights} > {log} 2>&1"
