@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from prefixlab import storage
+from prefixlab import kernels, storage
 from prefixlab.config import ConfigError
 from prefixlab.jobs import EvalJob, PretrainJob, TuneJob
 from prefixlab.population import TrainingError
@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("--config", required=True, help="job config: JSON/YAML file or a JSON string")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--kernels", default="auto", choices=kernels.MODES,
+                       help="auto: Triton on CUDA, PyTorch reference on CPU; or force either")
         p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
         p.add_argument("--log", help="also append log lines to this file")
 
@@ -130,6 +132,10 @@ def main(argv=None) -> int:
             torch.set_num_threads(min(args.threads, os.cpu_count() or 1))
         torch.use_deterministic_algorithms(True, warn_only=True)
         args.device = resolve_device(args.device)
+        kernels.set_mode(args.kernels)
+        if args.kernels == "triton" and (args.device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"
+                                         or not kernels.triton_available()):
+            raise ConfigError("--kernels triton needs Triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)")
         COMMANDS[args.command](args, load_config(args.config))
     except (ConfigError, storage.DataError) as err:
         log.error("%s", err)

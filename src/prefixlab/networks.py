@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from prefixlab.config import NetworkConfig
 from prefixlab.init import lecun_normal, orthogonal
+from prefixlab.kernels.lstm import lstm_recurrence
+from prefixlab.kernels.prefix_attention import prefix_attention
 
 Params = dict[str, torch.Tensor]
 LN_EPS = 1e-6
@@ -108,25 +110,13 @@ def _proj(p: Params, x, name: str, layer: int):
     return _linear(x, w)
 
 
-def attention_mask(valid: torch.Tensor) -> torch.Tensor:
-    """(P, T) key validity -> (P, 1, 1, T, T) boolean: causal, pads invisible.
-
-    Every position may see itself, so a pad's query has one key and stays finite.
-    """
-    T = valid.shape[1]
-    causal = torch.ones(T, T, dtype=torch.bool, device=valid.device).tril()
-    allowed = causal & valid[:, None, :]
-    allowed = allowed | torch.eye(T, dtype=torch.bool, device=valid.device)
-    return allowed[:, None, None]
-
-
 def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
     """x (P, B, T, D) -> (P, B, T, D); records each layer's attention-block output."""
     P, B, T, D = x.shape
     H = cfg.heads
     hd = D // H
     x = x + sinusoidal(positions, D)[:, None]
-    mask = attention_mask(valid)
+    key_valid = None if bool(valid.all()) else valid  # pads exist only beside prefixed members
     states = []
     for l in range(cfg.layers):
         a = _layer_norm(x, p[f"ln1_{l}_s"], p[f"ln1_{l}_b"])
@@ -135,7 +125,7 @@ def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record
         v = _proj(p, a, "v", l)
         # (P, B, H, T, hd)
         q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(hd))
+        att = prefix_attention(q, k, v, key_valid=key_valid, scale=1.0 / math.sqrt(hd))
         att = att.transpose(2, 3).reshape(P, B, T, D)
         att = _proj(p, att, "o", l)
         if record:
@@ -154,30 +144,13 @@ def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool)
     Gate order in the fused kernel columns: input, cell candidate, forget, output.
     No +1 forget-gate bias (SPEC 1.9).
     """
-    P, B, T, _ = x.shape
-    W = cfg.width
-    keep = valid[:, None, :, None]  # (P, 1, T, 1)
+    keep = None if bool(valid.all()) else valid  # pads exist only beside prefixed members
     cells, hiddens = [], []
     for l in range(cfg.layers):
         xproj = _linear(x, p[f"lstm{l}_wx"]) + p[f"lstm{l}_b"][:, None, None, :]  # (P, B, T, 4W)
-        wh = p[f"lstm{l}_wh"]
-        h = x.new_zeros(P, B, W)
-        c = x.new_zeros(P, B, W)
-        hs, cs = [], []
-        # unbind once: indexing xproj[:, :, t] per step makes backward O(T^2) in memory traffic
-        for t, x_t in enumerate(xproj.unbind(2)):
-            gates = x_t + torch.bmm(h, wh)
-            i, g, f, o = gates.chunk(4, dim=-1)
-            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            m = keep[:, :, t]
-            c = torch.where(m, c_new, c)
-            h = torch.where(m, h_new, h)
-            hs.append(h)
-            cs.append(c)
-        x = torch.stack(hs, dim=2)
+        x, c = lstm_recurrence(xproj, p[f"lstm{l}_wh"], keep)
         if record:
-            cells.append(torch.stack(cs, dim=2))
+            cells.append(c)
             hiddens.append(x)
     rec = {"cell": torch.cat(cells, -1), "hidden": torch.cat(hiddens, -1)} if record else {}
     return x, rec

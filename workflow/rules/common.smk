@@ -44,7 +44,9 @@ def code(*modules):
     return [str(SRC / "prefixlab" / m) for m in modules]
 
 
-CORE_CODE = code("__init__.py", "types.py", "config.py", "jobs.py", "cli.py", "storage.py", "data.py", "init.py", "networks.py", "population.py")
+KERNEL_CODE = sorted(str(p) for p in (SRC / "prefixlab" / "kernels").rglob("*.py"))
+CORE_CODE = code("__init__.py", "types.py", "config.py", "jobs.py", "cli.py", "storage.py", "data.py", "init.py",
+                 "networks.py", "population.py") + KERNEL_CODE
 PRETRAIN_CODE = CORE_CODE + code("pretrain.py")
 TUNE_CODE = CORE_CODE + code("bayes.py", "tune.py")
 EVAL_CODE = TUNE_CODE + code("evaluate.py")

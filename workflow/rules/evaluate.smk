@@ -11,6 +11,7 @@ rule evaluate:
         cfg=eval_config,
         weights=weights_flag,
         device=CFG["device"],
+        kernels=CFG["kernels"],
     log:
         f"{LOGS}/evaluate/{{exp}}_{{arch}}.log",
     benchmark:
@@ -23,7 +24,7 @@ rule evaluate:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
 
 
@@ -40,6 +41,7 @@ rule internal_states:
         cfg=eval_config,
         weights=weights_flag,
         device=CFG["device"],
+        kernels=CFG["kernels"],
     log:
         f"{LOGS}/states/{{exp}}_{{arch}}.log",
     threads: heavy_threads
@@ -49,5 +51,5 @@ rule internal_states:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule pretrain:
     params:
         cfg=pretrain_config,
         device=CFG["device"],
+        kernels=CFG["kernels"],
     log:
         f"{LOGS}/pretrain/{{arch}}_{{variant}}.log",
     benchmark:
@@ -20,5 +21,5 @@ rule pretrain:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab pretrain --config {params.cfg:q} --threads {threads} --device {params.device}"
+        "python -m prefixlab pretrain --config {params.cfg:q} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --out-weights {output.weights} --out-nc {output.nc} > {log} 2>&1"

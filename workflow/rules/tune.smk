@@ -12,6 +12,7 @@ rule tune:
         cfg=tune_config,
         weights=weights_flag,
         device=CFG["device"],
+        kernels=CFG["kernels"],
     log:
         f"{LOGS}/tune/{{exp}}_{{arch}}.log",
     benchmark:
@@ -24,5 +25,5 @@ rule tune:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        "python -m prefixlab tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --out-nc {output.nc} --out-search {output.search} --out-weights {output.weights} > {log} 2>&1"

@@ -1,0 +1,77 @@
+"""Fused Triton kernels for the population's hot loops, each with a PyTorch reference.
+
+kernels/lstm               the LSTM time recurrence of a population (own weights per member)
+kernels/prefix_attention   causal multi-head attention behind a prefix segment
+
+Dispatch (`use`): "auto" runs Triton on CUDA tensors and the reference on CPU tensors;
+"triton" forces the kernels (on CPU only under TRITON_INTERPRET=1, as the tests do);
+"reference" forces the PyTorch path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+MODES = ("auto", "triton", "reference")
+_mode = "auto"
+
+
+def set_mode(mode: str) -> None:
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"kernels: mode must be one of {MODES}, got {mode!r}")
+    _mode = mode
+
+
+def get_mode() -> str:
+    return _mode
+
+
+@contextlib.contextmanager
+def mode(name: str):
+    previous = _mode
+    set_mode(name)
+    try:
+        yield
+    finally:
+        set_mode(previous)
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_triton(*tensors) -> bool:
+    """Whether a call on these tensors takes the Triton path under the current mode."""
+    if _mode == "reference":
+        return False
+    on_cuda = all(t.is_cuda for t in tensors)
+    if _mode == "auto":
+        return on_cuda and triton_available()
+    if not triton_available():
+        raise RuntimeError("kernels: mode 'triton' requested but Triton is not installed")
+    if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("kernels: mode 'triton' on CPU tensors needs TRITON_INTERPRET=1 set before import")
+    return True
+
+
+def block(n: int, floor: int = 16) -> int:
+    """Block size for an extent n: the next power of two, at least `floor` (tl.dot needs 16)."""
+    b = floor
+    while b < n:
+        b *= 2
+    return b
+
+
+def warps(block_elems: int) -> int:
+    """Warps from the size of a program's largest tile (Liger-style rule, no autotuning)."""
+    if block_elems >= 128 * 128:
+        return 8
+    if block_elems >= 64 * 64:
+        return 4
+    return 2

@@ -1,0 +1,213 @@
+"""Fused prefix attention (flash-attention style) for a population.
+
+Keys are a prefix segment of Lp entries per member, seen by every query, followed by
+the T causal content keys. Forward: one program per (query block, member x batch x head)
+streams the prefix then the causal keys with an online softmax and keeps the row
+log-sum-exp. Backward: one program per key block (prefix blocks first, then content
+blocks) accumulates dK, dV over the queries that see it; one program per query block
+accumulates dQ; no atomics, so results are deterministic.
+
+Shapes: q, k, v, out (P, B, H, T, E); prefix_k, prefix_v (P, H, Lp, E); lse (P, B, H, T).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from prefixlab.kernels import block, warps
+
+NEG = -1.0e30  # finite "minus infinity": a fully masked block leaves the running max unchanged
+
+
+@triton.jit
+def _content_visible(rm, rn, T, VALID, p, HAS_VALID: tl.constexpr):
+    """[BM, BN] bool: content key rn visible to query rm (causal, valid key, or itself)."""
+    ok = (rn[None, :] <= rm[:, None]) & (rn[None, :] < T) & (rm[:, None] < T)
+    if HAS_VALID:
+        kv = tl.load(VALID + p * T + rn, mask=rn < T, other=0) != 0
+        ok = ok & (kv[None, :] | (rn[None, :] == rm[:, None]))
+    return ok
+
+
+@triton.jit(do_not_specialize=["T", "Lp"])
+def _fwd_kernel(Q, K, V, PK, PV, VALID, OUT, LSE, B, H, T, Lp, E, scale,
+                HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
+    zh = tl.program_id(1)  # ((p * B) + b) * H + h
+    p = zh // (B * H)
+    h = zh % H
+    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    re = tl.arange(0, BE)
+    qmask = (rm[:, None] < T) & (re[None, :] < E)
+    base = zh * T * E
+    q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+    m_i = tl.full((BM,), NEG, dtype=tl.float32)
+    l_i = tl.zeros((BM,), dtype=tl.float32)
+    acc = tl.zeros((BM, BE), dtype=tl.float32)
+    pbase = (p * H + h) * Lp * E
+    for start in range(0, Lp, BN):
+        rn = start + tl.arange(0, BN)
+        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
+        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        s = tl.where((rn[None, :] < Lp) & (rm[:, None] >= 0), s, NEG)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        pr = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(pr, 1)
+        acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision="ieee")
+        m_i = m_new
+    hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
+    for start in range(0, hi, BN):
+        rn = start + tl.arange(0, BN)
+        kmask = (rn[:, None] < T) & (re[None, :] < E)
+        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+        s = tl.where(_content_visible(rm, rn, T, VALID, p, HAS_VALID), s, NEG)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp(m_i - m_new)
+        pr = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(pr, 1)
+        acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision="ieee")
+        m_i = m_new
+    out = acc / l_i[:, None]
+    tl.store(OUT + base + rm[:, None] * E + re[None, :], out, mask=qmask)
+    tl.store(LSE + zh * T + rm, m_i + tl.log(l_i), mask=rm < T)
+
+
+@triton.jit
+def _probs_and_ds(q, do, lse, delta, k, v, visible, scale):
+    """Recomputed probabilities P and the score gradient dS = P * (dO V^T - delta)."""
+    s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+    pr = tl.where(visible, tl.exp(s - lse[:, None]), 0.0)
+    dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+    ds = pr * (dp - delta[:, None])
+    return pr, ds
+
+
+@triton.jit(do_not_specialize=["T", "Lp"])
+def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B, H, T, Lp, E, scale,
+                     HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
+    zh = tl.program_id(1)
+    p = zh // (B * H)
+    h = zh % H
+    n_prefix_blocks = tl.cdiv(Lp, BN)
+    blk = tl.program_id(0)
+    re = tl.arange(0, BE)
+    base = zh * T * E
+    is_prefix = blk < n_prefix_blocks
+    if is_prefix:
+        rn = blk * BN + tl.arange(0, BN)
+        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
+        pbase = (p * H + h) * Lp * E
+        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        first_q = blk * 0  # a run-time zero: both branches must give first_q the same type
+    else:
+        rn = (blk - n_prefix_blocks) * BN + tl.arange(0, BN)
+        kmask = (rn[:, None] < T) & (re[None, :] < E)
+        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        first_q = ((blk - n_prefix_blocks) * BN // BM) * BM
+    dk = tl.zeros((BN, BE), dtype=tl.float32)
+    dv = tl.zeros((BN, BE), dtype=tl.float32)
+    for start in range(first_q, T, BM):
+        rm = start + tl.arange(0, BM)
+        qmask = (rm[:, None] < T) & (re[None, :] < E)
+        q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+        do = tl.load(DO + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+        lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
+        delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
+        if is_prefix:
+            visible = (rm[:, None] < T) & (rn[None, :] < Lp)
+        else:
+            visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
+        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
+        dv += tl.dot(tl.trans(pr), do, input_precision="ieee")
+        dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
+    if is_prefix:
+        # per (member, batch, head) partial sums; the host sums them over the batch
+        pout = zh * Lp * E + rn[:, None] * E + re[None, :]
+        tl.store(DPK + pout, dk, mask=kmask)
+        tl.store(DPV + pout, dv, mask=kmask)
+    else:
+        tl.store(DK + base + rn[:, None] * E + re[None, :], dk, mask=kmask)
+        tl.store(DV + base + rn[:, None] * E + re[None, :], dv, mask=kmask)
+
+
+@triton.jit(do_not_specialize=["T", "Lp"])
+def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, scale,
+                   HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
+    zh = tl.program_id(1)
+    p = zh // (B * H)
+    h = zh % H
+    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    re = tl.arange(0, BE)
+    qmask = (rm[:, None] < T) & (re[None, :] < E)
+    base = zh * T * E
+    q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+    do = tl.load(DO + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+    lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
+    delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
+    dq = tl.zeros((BM, BE), dtype=tl.float32)
+    pbase = (p * H + h) * Lp * E
+    for start in range(0, Lp, BN):
+        rn = start + tl.arange(0, BN)
+        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
+        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        visible = (rm[:, None] < T) & (rn[None, :] < Lp)
+        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
+        dq += tl.dot(ds, k, input_precision="ieee") * scale
+    hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
+    for start in range(0, hi, BN):
+        rn = start + tl.arange(0, BN)
+        kmask = (rn[:, None] < T) & (re[None, :] < E)
+        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
+        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
+        dq += tl.dot(ds, k, input_precision="ieee") * scale
+    tl.store(DQ + base + rm[:, None] * E + re[None, :], dq, mask=qmask)
+
+
+def _settings(T: int, E: int) -> tuple[int, int, int, int]:
+    BE = block(E)
+    BM = BN = 16 if T <= 16 or BE >= 128 else (32 if T <= 64 else 64)
+    return BM, BN, BE, warps(BM * BE)
+
+
+def attention_fwd(q, k, v, prefix_k, prefix_v, key_valid, scale):
+    P, B, H, T, E = q.shape
+    Lp = 0 if prefix_k is None else prefix_k.shape[2]
+    out = torch.empty_like(q)
+    lse = torch.empty(P, B, H, T, device=q.device, dtype=torch.float32)
+    BM, BN, BE, num_warps = _settings(T, E)
+    pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)  # never read when Lp = 0
+    _fwd_kernel[(triton.cdiv(T, BM), P * B * H)](
+        q, k, v, pk, pv, key_valid if key_valid is not None else q, out, lse, B, H, T, Lp, E, scale,
+        HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
+    return out, lse
+
+
+def attention_bwd(dout, q, k, v, prefix_k, prefix_v, key_valid, out, lse, scale):
+    P, B, H, T, E = q.shape
+    Lp = 0 if prefix_k is None else prefix_k.shape[2]
+    delta = (dout * out).sum(-1)  # (P, B, H, T): rowsum(dO * O), the softmax-gradient correction
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dpk_parts = torch.empty(P, B, H, Lp, E, device=q.device, dtype=torch.float32)
+    dpv_parts = torch.empty_like(dpk_parts)
+    BM, BN, BE, num_warps = _settings(T, E)
+    pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)
+    valid = key_valid if key_valid is not None else q
+    common = dict(HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
+    _bwd_dkdv_kernel[(triton.cdiv(Lp, BN) + triton.cdiv(T, BN), P * B * H)](
+        q, k, v, pk, pv, valid, dout, lse, delta, dk, dv, dpk_parts, dpv_parts, B, H, T, Lp, E, scale, **common)
+    _bwd_dq_kernel[(triton.cdiv(T, BM), P * B * H)](
+        q, k, v, pk, pv, valid, dout, lse, delta, dq, B, H, T, Lp, E, scale, **common)
+    if prefix_k is None:
+        return dq, dk, dv, None, None
+    return dq, dk, dv, dpk_parts.sum(1), dpv_parts.sum(1)
