@@ -12,6 +12,8 @@ import shutil
 if shutil.which("nvidia-smi") is None:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import time
+
 import pytest
 import torch
 
@@ -150,3 +152,16 @@ def restore_global_state():
     root.setLevel(level)
     torch.use_deterministic_algorithms(det, warn_only=warn_only)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory):
+    """The whole workflow at the tiny scale, run once locally on a private copy of the repo:
+    (repo, NetCDF bytes right after the build) for the workflow and cluster tests."""
+    from wfutil import copy_worktree, netcdf_snapshot, snakemake
+
+    repo = copy_worktree(tmp_path_factory.mktemp("wf") / "repo")
+    start = time.perf_counter()
+    snakemake(repo, "all_figures")
+    print(f"tiny all_figures: {time.perf_counter() - start:.0f}s")
+    return repo, netcdf_snapshot(repo)

@@ -6,66 +6,27 @@ exactly the jobs it affects; the destructive tests (interruption, corrupt input)
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from wfutil import RES, TINY, planned_jobs, snakemake, snakemake_cmd
 
 from prefixlab import storage
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = "tests/tiny.yaml"
-RES = Path("results/tiny")
 pytestmark = pytest.mark.slow
 
 
-def snakemake_cmd(*targets, options=(), extra_configs=()):
-    # --configfile takes several values, so targets go after an explicit "--"
-    return [sys.executable, "-m", "snakemake", "--cores", "2", *options,
-            "--configfile", TINY, *extra_configs, "--", *targets]
-
-
-def snakemake(repo, *targets, options=(), extra_configs=(), check=True, timeout=600):
-    cmd = snakemake_cmd(*targets, options=options, extra_configs=extra_configs)
-    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd[2:])} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def planned_jobs(repo, *targets, extra_configs=()) -> dict[str, int]:
-    """Rule -> job count of a dry run (empty when nothing would run)."""
-    out = snakemake(repo, *targets, options=["-n"], extra_configs=extra_configs).stdout
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)\s*$", table, re.M)}
+@pytest.fixture(scope="module")
+def repo(tiny_build):
+    return tiny_build[0]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A copy of the working tree (tracked and untracked-not-ignored files)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    dest = tmp_path_factory.mktemp("wf") / "repo"
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def built(repo):
-    start = time.perf_counter()
-    snakemake(repo, "all_figures")
-    print(f"tiny all_figures: {time.perf_counter() - start:.0f}s")
-    return repo
+def built(tiny_build):
+    return tiny_build[0]
 
 
 def test_lint_is_clean(repo):
