@@ -57,6 +57,9 @@ CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 # A torch job already uses every core it is given; running several side by side only
 # oversubscribes the CPU. So by default a heavy job takes all --cores; tiny jobs,
 # dominated by start-up, run side by side with threads_per_job: 1.
+# Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
+# so starting them early keeps both cores busy to the end of a run.
+PRIORITY_PRETRAIN, PRIORITY_TUNE = 20, 10
 heavy_threads = min(CFG["threads_per_job"] or workflow.cores or 1, workflow.cores or 1)
 
 

@@ -14,6 +14,7 @@ rule pretrain:
     benchmark:
         f"{BENCH}/pretrain/{{arch}}_{{variant}}.tsv"
     threads: heavy_threads
+    priority: PRIORITY_PRETRAIN
     resources:
         mem_mb=4000,
         runtime=60,

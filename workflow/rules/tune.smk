@@ -18,6 +18,7 @@ rule tune:
     benchmark:
         f"{BENCH}/tune/{{exp}}_{{arch}}.tsv"
     threads: heavy_threads
+    priority: PRIORITY_TUNE
     resources:
         mem_mb=8000,
         runtime=240,

@@ -7,6 +7,8 @@ dashed separators between prefix methods | weight methods | baselines.
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -209,7 +211,20 @@ def fig5_full(data: Inputs, settings: dict) -> plt.Figure:
     return fig
 
 
-ABLATION_ROWS = (("", "base"), ("_d4", "d = 4"), ("_maxi", "Maxi (2 x 256)"), ("_L25", "prefix length 25"))
+ABLATION_ROWS = (("", "base"), ("_d4", "d = 4"), ("_maxi", "Maxi"), ("_L25", "prefix length 25"))
+
+
+def _row_label(name: str, suffix: str, datasets) -> str:
+    """The Maxi row names the network size of this run (2 x 256 at paper scale, smaller at quick)."""
+    if suffix != "_maxi":
+        return name
+    for ds in datasets:
+        try:
+            net = json.loads(ds.attrs["config"])["network"]
+            return f"{name} ({net['layers']} x {net['width']})"
+        except (KeyError, TypeError, ValueError):
+            continue
+    return name
 
 
 def fig9_ablations(data: Inputs, settings: dict) -> plt.Figure:
@@ -241,7 +256,8 @@ def fig9_ablations(data: Inputs, settings: dict) -> plt.Figure:
             legend_steps = legend_steps or (used, req)
             methods |= set(bars_panel(ax, ds, dist, used))
             ax.set_title(f"{fam + suf} · {style.ARCH_LABEL[arch]}")
-        axes[i, 0].annotate(row_name, (0, 0.5), xytext=(-62, 0), xycoords="axes fraction", textcoords="offset points",
+        row_data = [evals[(f + suf, a)] for f in families for a in archs if (f + suf, a) in evals]
+        axes[i, 0].annotate(_row_label(row_name, suf, row_data), (0, 0.5), xytext=(-62, 0), xycoords="axes fraction", textcoords="offset points",
                             rotation=90, ha="center", va="center", fontsize=11, fontweight="bold")
     for j in range(len(cols)):  # one y range per column, so the settings compare at a glance
         shown = [axes[i, j] for i in range(len(rows)) if axes[i, j].axison]

@@ -46,7 +46,7 @@ def fig7_hard_search(data: Inputs, settings: dict) -> plt.Figure:
                     label=f"{style.ARCH_LABEL[arch]} (L = {L}); best {_prefix_text(ds, best)}: {loss[best]:.2f}")
             ax.scatter([0], [loss[best]], color=style.color("HardPT"), edgecolor="black", zorder=3, s=28)
         if ax.lines:
-            ax.legend(frameon=False, loc="lower right", fontsize=7)
+            ax.legend(frameon=False, loc="best", fontsize=7)
             ax.set_xlabel("candidate prefix (sorted by loss)")
             ax.set_ylabel("mean cumulative loss [nats]")
         else:

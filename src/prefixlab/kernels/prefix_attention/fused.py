@@ -31,6 +31,25 @@ def _content_visible(rm, rn, T, VALID, p, HAS_VALID: tl.constexpr):
     return ok
 
 
+@triton.jit
+def _rows(PTR, base, rn, n, E, BE: tl.constexpr):
+    """[len(rn), BE] tile of rows rn (< n) of a row-major (., E) block at PTR + base; zeros outside."""
+    re = tl.arange(0, BE)
+    return tl.load(PTR + base + rn[:, None] * E + re[None, :], mask=(rn[:, None] < n) & (re[None, :] < E), other=0.0)
+
+
+@triton.jit
+def _online_softmax_step(q, k, v, visible, m_i, l_i, acc, scale):
+    """Fold one key block into the running max, normaliser and weighted value sum."""
+    s = tl.where(visible, tl.dot(q, tl.trans(k), input_precision="ieee") * scale, NEG)
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp(m_i - m_new)
+    pr = tl.exp(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(pr, 1)
+    acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision="ieee")
+    return m_new, l_i, acc
+
+
 @triton.jit(do_not_specialize=["T", "Lp"])
 def _fwd_kernel(Q, K, V, PK, PV, VALID, OUT, LSE, B, H, T, Lp, E, scale,
                 HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
@@ -39,42 +58,25 @@ def _fwd_kernel(Q, K, V, PK, PV, VALID, OUT, LSE, B, H, T, Lp, E, scale,
     h = zh % H
     rm = tl.program_id(0) * BM + tl.arange(0, BM)
     re = tl.arange(0, BE)
-    qmask = (rm[:, None] < T) & (re[None, :] < E)
     base = zh * T * E
-    q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+    pbase = (p * H + h) * Lp * E
+    q = _rows(Q, base, rm, T, E, BE)
     m_i = tl.full((BM,), NEG, dtype=tl.float32)
     l_i = tl.zeros((BM,), dtype=tl.float32)
     acc = tl.zeros((BM, BE), dtype=tl.float32)
-    pbase = (p * H + h) * Lp * E
     for start in range(0, Lp, BN):
         rn = start + tl.arange(0, BN)
-        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
-        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
-        s = tl.where((rn[None, :] < Lp) & (rm[:, None] >= 0), s, NEG)
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        pr = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(pr, 1)
-        acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision="ieee")
-        m_i = m_new
+        visible = (rn[None, :] < Lp) & (rm[:, None] >= 0)
+        m_i, l_i, acc = _online_softmax_step(q, _rows(PK, pbase, rn, Lp, E, BE), _rows(PV, pbase, rn, Lp, E, BE),
+                                             visible, m_i, l_i, acc, scale)
     hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
     for start in range(0, hi, BN):
         rn = start + tl.arange(0, BN)
-        kmask = (rn[:, None] < T) & (re[None, :] < E)
-        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
-        s = tl.where(_content_visible(rm, rn, T, VALID, p, HAS_VALID), s, NEG)
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        pr = tl.exp(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(pr, 1)
-        acc = acc * alpha[:, None] + tl.dot(pr, v, input_precision="ieee")
-        m_i = m_new
+        visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
+        m_i, l_i, acc = _online_softmax_step(q, _rows(K, base, rn, T, E, BE), _rows(V, base, rn, T, E, BE),
+                                             visible, m_i, l_i, acc, scale)
     out = acc / l_i[:, None]
-    tl.store(OUT + base + rm[:, None] * E + re[None, :], out, mask=qmask)
+    tl.store(OUT + base + rm[:, None] * E + re[None, :], out, mask=(rm[:, None] < T) & (re[None, :] < E))
     tl.store(LSE + zh * T + rm, m_i + tl.log(l_i), mask=rm < T)
 
 
@@ -103,22 +105,21 @@ def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B
         rn = blk * BN + tl.arange(0, BN)
         kmask = (rn[:, None] < Lp) & (re[None, :] < E)
         pbase = (p * H + h) * Lp * E
-        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        k = _rows(PK, pbase, rn, Lp, E, BE)
+        v = _rows(PV, pbase, rn, Lp, E, BE)
         first_q = blk * 0  # a run-time zero: both branches must give first_q the same type
     else:
         rn = (blk - n_prefix_blocks) * BN + tl.arange(0, BN)
         kmask = (rn[:, None] < T) & (re[None, :] < E)
-        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        k = _rows(K, base, rn, T, E, BE)
+        v = _rows(V, base, rn, T, E, BE)
         first_q = ((blk - n_prefix_blocks) * BN // BM) * BM
     dk = tl.zeros((BN, BE), dtype=tl.float32)
     dv = tl.zeros((BN, BE), dtype=tl.float32)
     for start in range(first_q, T, BM):
         rm = start + tl.arange(0, BM)
-        qmask = (rm[:, None] < T) & (re[None, :] < E)
-        q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
-        do = tl.load(DO + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+        q = _rows(Q, base, rm, T, E, BE)
+        do = _rows(DO, base, rm, T, E, BE)
         lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
         delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
         if is_prefix:
@@ -146,32 +147,27 @@ def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, s
     h = zh % H
     rm = tl.program_id(0) * BM + tl.arange(0, BM)
     re = tl.arange(0, BE)
-    qmask = (rm[:, None] < T) & (re[None, :] < E)
     base = zh * T * E
-    q = tl.load(Q + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
-    do = tl.load(DO + base + rm[:, None] * E + re[None, :], mask=qmask, other=0.0)
+    q = _rows(Q, base, rm, T, E, BE)
+    do = _rows(DO, base, rm, T, E, BE)
     lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
     delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
     dq = tl.zeros((BM, BE), dtype=tl.float32)
     pbase = (p * H + h) * Lp * E
     for start in range(0, Lp, BN):
         rn = start + tl.arange(0, BN)
-        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
-        k = tl.load(PK + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(PV + pbase + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        k = _rows(PK, pbase, rn, Lp, E, BE)
         visible = (rm[:, None] < T) & (rn[None, :] < Lp)
-        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
+        pr, ds = _probs_and_ds(q, do, lse, delta, k, _rows(PV, pbase, rn, Lp, E, BE), visible, scale)
         dq += tl.dot(ds, k, input_precision="ieee") * scale
     hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
     for start in range(0, hi, BN):
         rn = start + tl.arange(0, BN)
-        kmask = (rn[:, None] < T) & (re[None, :] < E)
-        k = tl.load(K + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
-        v = tl.load(V + base + rn[:, None] * E + re[None, :], mask=kmask, other=0.0)
+        k = _rows(K, base, rn, T, E, BE)
         visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
-        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
+        pr, ds = _probs_and_ds(q, do, lse, delta, k, _rows(V, base, rn, T, E, BE), visible, scale)
         dq += tl.dot(ds, k, input_precision="ieee") * scale
-    tl.store(DQ + base + rm[:, None] * E + re[None, :], dq, mask=qmask)
+    tl.store(DQ + base + rm[:, None] * E + re[None, :], dq, mask=(rm[:, None] < T) & (re[None, :] < E))
 
 
 def _settings(T: int, E: int) -> tuple[int, int, int, int]:
