@@ -19,6 +19,10 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 
 
+localrules:
+    all_figures,
+
+
 rule all_figures:
     default_target: True
     input:

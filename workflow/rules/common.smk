@@ -60,7 +60,17 @@ CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 # Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
 # so starting them early keeps both cores busy to the end of a run.
 PRIORITY_PRETRAIN, PRIORITY_TUNE = 20, 10
-heavy_threads = min(CFG["threads_per_job"] or workflow.cores or 1, workflow.cores or 1)
+def local_cores():
+    """--cores of a local run; None on a cluster executor, which has no local core count."""
+    try:
+        return workflow.cores or 1
+    except WorkflowError:
+        return None
+
+
+CLUSTER_THREADS = 4  # a heavy job's threads on a cluster unless threads_per_job or set-threads say otherwise
+_cores = local_cores()
+heavy_threads = (CFG["threads_per_job"] or CLUSTER_THREADS) if _cores is None else min(CFG["threads_per_job"] or _cores, _cores)
 
 
 def exp_cfg(exp):
