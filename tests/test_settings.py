@@ -28,7 +28,9 @@ def test_paper_and_quick_scales_resolve(base):
     quick = resolve({**base, "scale": "quick"})
     assert quick["tune"]["steps"] < paper["tune"]["steps"]
     assert quick["tune"]["lr"] == paper["tune"]["lr"] or "lr" in base["scales"]["quick"]["tune"]
-    assert quick["networks"] == paper["networks"]  # quick keeps paper-sized networks
+    # quick shrinks the networks but keeps what each variant is about
+    assert quick["networks"]["d4"]["d"] == 4 and quick["networks"]["maxi"]["layers"] == 2
+    assert quick["networks"]["base"]["width"] < paper["networks"]["base"]["width"]
 
 
 def _mutate(cfg, path, value):

@@ -150,6 +150,8 @@ def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
     proc.wait()
     for p in outs:
         assert not (built / p).exists(), f"{p} exists after SIGKILL"
+    # a killed Snakemake leaves its lock behind: unlock, then resume as the README says
+    subprocess.run(snakemake_cmd(options=["--unlock"], extra_configs=slow), cwd=built, check=True, capture_output=True)
     subprocess.run(snakemake_cmd(str(target), options=["--rerun-incomplete"], extra_configs=slow), cwd=built, check=True, capture_output=True)
     for p in outs:
         assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"
