@@ -128,12 +128,18 @@ def write(ds: xr.Dataset, path: str | os.PathLike, kind: str, config: dict, seed
     for name, var in ds.data_vars.items():
         if "units" not in var.attrs or "long_name" not in var.attrs:
             raise DataError(f"{path}: variable '{name}' lacks units/long_name attributes")
+    encoding = {n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items() if v.dtype.kind in "fiub"}
+    return _write_atomically(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding), publish)
+
+
+def _write_atomically(path, writer, publish: bool) -> Path:
+    """writer(tmp) fills a temporary sibling; renamed over `path` when publish, else returned
+    for a Staging to publish. A failed writer leaves nothing behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    encoding = {n: {"zlib": True, "complevel": 4} for n, v in ds.data_vars.items() if v.dtype.kind in "fiub"}
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        writer(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -165,18 +171,7 @@ def var(data, dims, units: str, long_name: str, **attrs) -> xr.Variable:
 
 
 def save_torch(obj, path: str | os.PathLike, publish: bool = True) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        torch.save(obj, tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if publish:
-        os.replace(tmp, path)
-        return path
-    return tmp
+    return _write_atomically(path, lambda tmp: torch.save(obj, tmp), publish)
 
 
 def load_torch(path: str | os.PathLike):
