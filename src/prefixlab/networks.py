@@ -116,7 +116,6 @@ def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record
     H = cfg.heads
     hd = D // H
     x = x + sinusoidal(positions, D)[:, None]
-    key_valid = None if bool(valid.all()) else valid  # pads exist only beside prefixed members
     states = []
     for l in range(cfg.layers):
         a = _layer_norm(x, p[f"ln1_{l}_s"], p[f"ln1_{l}_b"])
@@ -125,7 +124,7 @@ def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record
         v = _proj(p, a, "v", l)
         # (P, B, H, T, hd)
         q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
-        att = prefix_attention(q, k, v, key_valid=key_valid, scale=1.0 / math.sqrt(hd))
+        att = prefix_attention(q, k, v, key_valid=valid, scale=1.0 / math.sqrt(hd))
         att = att.transpose(2, 3).reshape(P, B, T, D)
         att = _proj(p, att, "o", l)
         if record:
@@ -144,11 +143,10 @@ def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool)
     Gate order in the fused kernel columns: input, cell candidate, forget, output.
     No +1 forget-gate bias (SPEC 1.9).
     """
-    keep = None if bool(valid.all()) else valid  # pads exist only beside prefixed members
     cells, hiddens = [], []
     for l in range(cfg.layers):
         xproj = _linear(x, p[f"lstm{l}_wx"]) + p[f"lstm{l}_b"][:, None, None, :]  # (P, B, T, 4W)
-        x, c = lstm_recurrence(xproj, p[f"lstm{l}_wh"], keep)
+        x, c = lstm_recurrence(xproj, p[f"lstm{l}_wh"], valid)
         if record:
             cells.append(c)
             hiddens.append(x)
@@ -180,6 +178,9 @@ PREFIX_NONE, PREFIX_TOKEN, PREFIX_SIMPLEX, PREFIX_SOFT = 0, 1, 2, 3
 def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
     """Build the (P, B, T, D) model input, key validity (P, T) and positions (P, T).
 
+    Validity is None when no member has pads (every member prefixed, or L = 0), so the
+    torsos skip masking altogether.
+
     onehot: (P, B, N, V) tokens of each member's batch.
     """
     P, B, N, V = onehot.shape
@@ -200,7 +201,7 @@ def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
     ar = torch.arange(T, device=onehot.device)
     positions = torch.where(has[:, None], ar, (ar - L).clamp(min=0))
     valid = has[:, None] | (ar >= L)
-    return x, valid, positions
+    return x, (None if bool(valid.all()) else valid), positions
 
 
 def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixInput, record: bool = False):

@@ -54,12 +54,6 @@ FIGURE_CODE = code("storage.py", "types.py") + sorted(str(p) for p in (SRC / "pr
 CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 
 
-# A torch job already uses every core it is given; running several side by side only
-# oversubscribes the CPU. So by default a heavy job takes all --cores; tiny jobs,
-# dominated by start-up, run side by side with threads_per_job: 1.
-# Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
-# so starting them early keeps both cores busy to the end of a run.
-PRIORITY_PRETRAIN, PRIORITY_TUNE = 20, 10
 def local_cores():
     """--cores of a local run; None on a cluster executor, which has no local core count."""
     try:
@@ -68,9 +62,18 @@ def local_cores():
         return None
 
 
-CLUSTER_THREADS = 4  # a heavy job's threads on a cluster unless threads_per_job or set-threads say otherwise
+# A torch job already uses every core it is given; running several side by side only
+# oversubscribes the CPU. So by default a heavy job takes all --cores (on a cluster,
+# CLUSTER_THREADS); tiny jobs, dominated by start-up, run side by side with threads_per_job: 1.
+CLUSTER_THREADS = 4
 _cores = local_cores()
-heavy_threads = (CFG["threads_per_job"] or CLUSTER_THREADS) if _cores is None else min(CFG["threads_per_job"] or _cores, _cores)
+heavy_threads = CFG["threads_per_job"] or _cores or CLUSTER_THREADS
+if _cores:
+    heavy_threads = min(heavy_threads, _cores)
+
+# Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
+# so starting them early keeps both cores busy to the end of a run.
+PRIORITY_PRETRAIN, PRIORITY_TUNE = 20, 10
 
 
 def exp_cfg(exp):

@@ -18,7 +18,9 @@ import triton.language as tl
 
 from prefixlab.kernels import block, warps
 
-NEG = -1.0e30  # finite "minus infinity": a fully masked block leaves the running max unchanged
+# finite "minus infinity": a fully masked block leaves the running max unchanged
+# (constexpr: compiled kernels may only read constexpr globals)
+NEG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
