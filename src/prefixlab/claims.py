@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from prefixlab import storage
+from prefixlab import claims_b, storage
 from prefixlab.figures import common, style
 from prefixlab.figures.common import FigureInputError, Inputs
 from prefixlab.types import PREFIX_METHODS
@@ -55,6 +55,7 @@ DEFAULTS = {
     "a6_min_corr": 0.5,
     "a6_distance_ratio": 1.0,
     "scale": "",
+    **claims_b.DEFAULTS,
 }
 ARCHS = ("lstm", "transformer")
 
@@ -79,7 +80,7 @@ class Claim:
 
     @property
     def description(self) -> str:
-        return DESCRIPTIONS[self.id]
+        return DESCRIPTIONS.get(self.id) or claims_b.DESCRIPTIONS[self.id]
 
     def line(self) -> str:
         return f"{self.id} {'PASS' if self.passed else 'FAIL'} {self.details} (claim: {self.description})"
@@ -349,6 +350,15 @@ def check_all(data: Inputs, settings: dict | None = None) -> list[Claim]:
             out.append(fn(data, s))
         except MissingData as err:
             out.append(Claim(cid, False, float("nan"), reference_of(cid, s), f"missing data: {err}"))
+    if claims_b.wanted(data):
+        def need(*keys):
+            return _need(data, *keys)[0] if len(keys) == 1 else _need(data, *keys)
+
+        for cid, fn in claims_b.CHECKS.items():
+            try:
+                out.append(Claim(cid, *fn(data, s, need)))
+            except MissingData as err:
+                out.append(Claim(cid, False, float("nan"), float("nan"), f"missing data: {err}"))
     return out
 
 
@@ -361,11 +371,13 @@ def markdown_lines(claims: list[Claim]) -> list[str]:
 def markdown(claims: list[Claim], settings: dict | None = None) -> str:
     s = resolve_settings(settings)
     n_pass = sum(c.passed for c in claims)
-    head = [f"# Paper A claims{' (scale: ' + s['scale'] + ')' if s['scale'] else ''}: {n_pass}/{len(claims)} PASS", ""]
+    papers = "Paper A and B" if any(c.id.startswith("B") for c in claims) else "Paper A"
+    head = [f"# {papers} claims{' (scale: ' + s['scale'] + ')' if s['scale'] else ''}: {n_pass}/{len(claims)} PASS", ""]
     if s["scale"] and s["scale"] != "paper":
         head += ["Reduced-scale run: the verdicts test the qualitative claims on smaller training budgets, "
                  "not the paper's numbers.", ""]
-    head += ["Numbers are medians over repetitions of cumulative regret in nats on the tuning target unless stated; "
+    head += ["Paper A (A*): numbers are medians over repetitions of cumulative regret in nats on the tuning target unless stated. "
+             "Paper B (B*): test accuracies (all 10 output digits right), means over repetitions; "
              f"settings: {json.dumps({k: v for k, v in s.items() if k != 'scale'}, sort_keys=True)}.", ""]
     body = []
     for line in markdown_lines(claims):

@@ -94,6 +94,45 @@ def cmd_states(args, cfg):
     storage.write(ds, args.out_nc, "states", cfg, {"state_seed": job.evaluate.state_seed})
 
 
+def cmd_sort_pretrain(args, cfg):
+    from prefixlab.sorting import runs
+    from prefixlab.sorting.jobs import SortPretrainJob
+    job = SortPretrainJob.from_dict(cfg)
+    weights, ds = runs.pretrain(job, args.device)
+    seeds = {"init_seed": job.model.init_seed, "data_seed": job.data_seed, "dropout_seed": job.dropout_seed}
+    with storage.Staging() as out:
+        out.write(ds, args.out_nc, "sort_pretrain", cfg, seeds)
+        out.save_torch(weights, args.out_weights)
+
+
+def cmd_sort_tune(args, cfg):
+    from prefixlab.sorting import runs
+    from prefixlab.sorting.jobs import SortTuneJob
+    job = SortTuneJob.from_dict(cfg)
+    trained, ds = runs.tune(job, storage.load_torch(args.weights), args.device)
+    seeds = {"data_seeds": job.data_seeds, "init_seeds": job.init_seeds, "dropout_seed": job.dropout_seed}
+    with storage.Staging() as out:
+        out.write(ds, args.out_nc, "sort_tune", cfg, seeds)
+        out.save_torch(trained, args.out_weights)
+
+
+def cmd_sort_evaluate(args, cfg):
+    from prefixlab.sorting import runs
+    from prefixlab.sorting.jobs import SortEvalJob
+    job = SortEvalJob.from_dict(cfg)
+    tuned = {}
+    for item in args.tuned:
+        run, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--tuned expects RUN=PATH, got {item!r}")
+        tuned[run] = storage.load_torch(path)
+    missing = sorted(set(job.runs) - set(tuned))
+    if missing:
+        raise ConfigError(f"sort-evaluate {job.experiment}: no --tuned weights for run(s) {missing}")
+    ds = runs.evaluate(job, storage.load_torch(args.weights), tuned, args.device)
+    storage.write(ds, args.out_nc, "sort_eval", cfg, {"eval_seed": job.seed, "theory_seed": job.theory_seed})
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="prefixlab", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -115,10 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name); common(p)
         p.add_argument("--weights"); p.add_argument("--tune-nc", required=True); p.add_argument("--tune-weights", required=True)
         p.add_argument("--out-nc", required=True)
+    # Paper B (sorting-task GPTs)
+    p = sub.add_parser("sort-pretrain"); common(p)
+    p.add_argument("--out-weights", required=True); p.add_argument("--out-nc", required=True)
+    p = sub.add_parser("sort-tune"); common(p)
+    p.add_argument("--weights", required=True, help="pretrained weights (.pt)")
+    p.add_argument("--out-weights", required=True); p.add_argument("--out-nc", required=True)
+    p = sub.add_parser("sort-evaluate"); common(p)
+    p.add_argument("--weights", required=True, help="pretrained weights (.pt)")
+    p.add_argument("--tuned", action="append", default=[], metavar="RUN=PATH", help="trained tensors of one run")
+    p.add_argument("--out-nc", required=True)
     return ap
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "tune": cmd_tune, "evaluate": cmd_evaluate, "states": cmd_states}
+COMMANDS = {"pretrain": cmd_pretrain, "tune": cmd_tune, "evaluate": cmd_evaluate, "states": cmd_states,
+            "sort-pretrain": cmd_sort_pretrain, "sort-tune": cmd_sort_tune, "sort-evaluate": cmd_sort_evaluate}
 
 
 def main(argv=None) -> int:

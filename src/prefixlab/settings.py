@@ -67,6 +67,7 @@ def resolve(config: dict, schema_path: str | Path) -> dict:
     if errors:
         raise ConfigError(f"invalid configuration at scale {scale!r}:\n  " + "\n  ".join(errors))
     _check_references(resolved)
+    _check_paper_b(resolved)
     return resolved
 
 
@@ -87,6 +88,59 @@ def _check_references(cfg: dict) -> None:
         vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
         if len(vocab) != 1:
             raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")
+
+
+def _check_paper_b(cfg: dict) -> None:
+    b = cfg.get("paper_b")
+    if not b:
+        return
+    for name in b["run_experiments"]:
+        if name not in b["experiments"]:
+            raise ConfigError(f"config key 'paper_b.run_experiments': unknown experiment {name!r}; defined: {sorted(b['experiments'])}")
+    for name, m in b["models"].items():
+        if m["d"] % m["heads"]:
+            raise ConfigError(f"config key 'paper_b.models.{name}.heads': d={m['d']} not divisible by heads={m['heads']}")
+    for name, e in b["experiments"].items():
+        if e["model"] not in b["models"]:
+            raise ConfigError(f"config key 'paper_b.experiments.{name}.model': unknown model {e['model']!r}; defined: {sorted(b['models'])}")
+    ex = b["evaluate"]["example"]
+    n, top = b["digits"].get("digits", 10), b["digits"].get("max_digit", 7)
+    if len(ex) != n or max(ex) > top:
+        raise ConfigError(f"config key 'paper_b.evaluate.example': need {n} digits in 0..{top}, got {ex}")
+
+
+def sort_pretrain_job(cfg: dict, model: str) -> dict:
+    b = cfg["paper_b"]
+    return {"name": model, "model": b["models"][model], "digits": b["digits"], "train": b["train"],
+            "seeds": b["seeds"]}
+
+
+def _arch(model: dict) -> dict:
+    """A tuning job depends on the network's shape; its pretraining settings reach it
+    through the weights file."""
+    return {k: v for k, v in model.items() if k not in ("task", "steps", "lr")}
+
+
+def sort_tune_job(cfg: dict, exp: str, run: str) -> dict:
+    b = cfg["paper_b"]
+    e = b["experiments"][exp]
+    spec = e["runs"][run]
+    method = spec["method"]
+    # only what this run's optimiser uses, so e.g. a fine-tuning weight decay change
+    # leaves prefix runs alone
+    train = {k: v for k, v in b["train"].items() if k != "dropout" or method == "finetune"}
+    train["weight_decay"] = {method: b["train"]["weight_decay"][method]}
+    return {"experiment": exp, "run": run, "model": _arch(b["models"][e["model"]]), "digits": b["digits"],
+            "train": train, "seeds": b["seeds"], "repetitions": b["repetitions"], "spec": spec}
+
+
+def sort_eval_job(cfg: dict, exp: str) -> dict:
+    b = cfg["paper_b"]
+    e = b["experiments"][exp]
+    return {"experiment": exp, "model": _arch(b["models"][e["model"]]), "digits": b["digits"], "train": b["train"],
+            "seeds": b["seeds"], "repetitions": b["repetitions"], "runs": e["runs"], "eval_tasks": e["eval_tasks"],
+            "attention_maps": e.get("attention_maps", False), "shift_figure": e.get("shift_figure", False),
+            "evaluate": b["evaluate"]}
 
 
 def vocab(cfg: dict) -> int:

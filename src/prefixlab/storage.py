@@ -42,6 +42,15 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
         "marker": ("method",),
     },
     "claims": {"passed": ("claim",), "value": ("claim",), "reference": ("claim",)},
+    # Paper B
+    "sort_pretrain": {"loss": ("step",), "grad_norm": ("step",)},
+    "sort_tune": {"loss": ("member", "step"), "grad_norm": ("member", "step")},
+    "sort_eval": {
+        "accuracy": ("model", "eval_task"),
+        "theory_attention_dev": ("probe",),
+        "theory_output_dev": ("probe",),
+        "theory_direction_dev": ("probe",),
+    },
 }
 
 

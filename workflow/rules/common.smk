@@ -19,6 +19,7 @@ except ConfigError as err:
 SCALE = CFG["scale"]
 RES = f"{CFG['results_dir']}/{SCALE}"
 PA = f"{RES}/paper_a"
+PB = f"{RES}/paper_b"
 FIG = f"{RES}/figures"
 LOGS = f"logs/{SCALE}"
 BENCH = f"{RES}/benchmarks"
@@ -33,6 +34,9 @@ shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTH
 
 wildcard_constraints:
     arch="lstm|transformer",
+    bmodel="|".join(CFG.get("paper_b", {}).get("models", {})) or "none",
+    bexp="|".join(CFG.get("paper_b", {}).get("experiments", {})) or "none",
+    brun="[A-Za-z0-9]+",
     exp="|".join(CFG["experiments"]),
     variant="|".join(CFG["networks"]),
 
@@ -51,6 +55,9 @@ PRETRAIN_CODE = CORE_CODE + code("pretrain.py")
 TUNE_CODE = CORE_CODE + code("bayes.py", "tune.py")
 EVAL_CODE = TUNE_CODE + code("evaluate.py")
 FIGURE_CODE = code("storage.py", "types.py") + sorted(str(p) for p in (SRC / "prefixlab" / "figures").glob("*.py"))
+SORT_CODE = code("__init__.py", "types.py", "config.py", "cli.py", "storage.py", "population.py") + KERNEL_CODE + sorted(
+    str(p) for p in (SRC / "prefixlab" / "sorting").glob("*.py") if p.name != "analysis.py")
+SORT_EVAL_CODE = SORT_CODE + code("sorting/analysis.py")
 CLAIMS_CODE = FIGURE_CODE + code("claims.py")
 
 
@@ -222,12 +229,14 @@ def all_figure_outputs():
     outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
     if any(e in EXPS for e in ("r2s", "r2m")):
         outs.append(f"{FIG}/table_softpt.md")
+    outs += sort_figure_outputs()
     outs += [f"{RES}/claims.md", f"{RES}/claims.nc"]
     return outs
 
 
 def claims_inputs(wildcards):
-    return {**keyed("eval", EXPS), **keyed("states", STATE_EXPS), "code": CLAIMS_CODE}
+    return {**keyed("eval", EXPS), **keyed("states", STATE_EXPS), **sort_keyed(BEXPS),
+            "code": CLAIMS_CODE}
 
 
 def claims_settings(wildcards=None):
@@ -238,4 +247,66 @@ def claims_settings(wildcards=None):
         "a1_step": CFG["pretrain"]["length"] - 1,
         "a4_late_step": CFG["evaluate"]["length"] - 1,
     }
-    return as_json({**CFG.get("claims", {}), **steps, "scale": SCALE})
+    paper_b = {f"b_{k}": v for k, v in PAPER_B.get("claims", {}).items()}
+    return as_json({**CFG.get("claims", {}), **paper_b, **steps, "scale": SCALE})
+
+
+# ---- Paper B (SPEC 2): sorting-task GPTs ----
+PAPER_B = CFG.get("paper_b") or {"run_experiments": [], "experiments": {}, "models": {}}
+BEXPS = PAPER_B["run_experiments"]
+
+
+def sort_exp(exp):
+    return PAPER_B["experiments"][exp]
+
+
+def sort_pretrain_config(wildcards):
+    return as_json(settings.sort_pretrain_job(CFG, wildcards.bmodel))
+
+
+def sort_tune_config(wildcards):
+    return as_json(settings.sort_tune_job(CFG, wildcards.bexp, wildcards.brun))
+
+
+def sort_eval_config(wildcards):
+    return as_json(settings.sort_eval_job(CFG, wildcards.bexp))
+
+
+def sort_weights(wildcards):
+    return f"{PB}/pretrain/{sort_exp(wildcards.bexp)['model']}.pt"
+
+
+def sort_tuned(wildcards):
+    return {run: f"{PB}/tune/{wildcards.bexp}_{run}.pt" for run in sort_exp(wildcards.bexp)["runs"]}
+
+
+def tuned_flags(wildcards, input):
+    return " ".join(f"--tuned {run}={input[run]}" for run in sort_exp(wildcards.bexp)["runs"])
+
+
+def sort_file(kind, exp, run=None):
+    return {"eval": f"{PB}/eval/{exp}.nc", "tune": f"{PB}/tune/{exp}_{run}.nc"}[kind]
+
+
+def sort_keyed(exps, with_tune=False):
+    """{sorteval_<exp>: path} (and {sorttune_<exp>_<run>: path}) for the configured Paper-B experiments among `exps`."""
+    out = {}
+    for e in exps:
+        if e in BEXPS:
+            out[f"sorteval_{e}"] = sort_file("eval", e)
+            if with_tune:
+                out.update({f"sorttune_{e}_{r}": sort_file("tune", e, r) for r in sort_exp(e)["runs"]})
+    return out
+
+
+SORT_FIGURE_INPUTS = {
+    "figB1_descending": lambda w: sort_keyed(["b1_descending"], with_tune=True),
+    "figB2_elicit": lambda w: sort_keyed(["b2_elicit"]),
+    "figB3_matrix": lambda w: sort_keyed(["b3_matrix"]),
+    "figB4_double_hist": lambda w: sort_keyed(["b4_double_hist"], with_tune=True),
+    "figB5_theory": lambda w: sort_keyed(BEXPS),
+}
+
+
+def sort_figure_outputs():
+    return [f"{FIG}/{name}.png" for name, inputs in SORT_FIGURE_INPUTS.items() if inputs(None)]

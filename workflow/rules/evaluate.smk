@@ -53,3 +53,33 @@ rule internal_states:
     shell:
         "python -m prefixlab states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
+
+
+rule sort_evaluate:
+    """Paper B: accuracies on every evaluation task, the theory check, and the
+    experiment's attention maps or block-output shifts (SPEC 2.3)."""
+    input:
+        unpack(sort_tuned),
+        code=SORT_EVAL_CODE,
+        weights=sort_weights,
+    output:
+        f"{PB}/eval/{{bexp}}.nc",
+    params:
+        cfg=sort_eval_config,
+        tuned=tuned_flags,
+        device=CFG["device"],
+        kernels=CFG["kernels"],
+    log:
+        f"{LOGS}/paper_b/evaluate/{{bexp}}.log",
+    benchmark:
+        f"{BENCH}/paper_b/evaluate/{{bexp}}.tsv"
+    threads: heavy_threads
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=device_gpus,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "python -m prefixlab sort-evaluate --config {params.cfg:q} --weights {input.weights} {params.tuned} --threads {threads}"
+        " --device {params.device} --kernels {params.kernels} --out-nc {output} > {log} 2>&1"

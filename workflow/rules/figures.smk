@@ -27,6 +27,34 @@ for _name in FIGURE_INPUTS:
             " --out-pdf {output.pdf} --out-png {output.png} > {log} 2>&1"
 
 
+# Paper B figures (inputs: SORT_FIGURE_INPUTS in common.smk).
+for _name in SORT_FIGURE_INPUTS:
+
+    rule:
+        name:
+            f"figure_{_name}"
+        input:
+            unpack(fig_input(SORT_FIGURE_INPUTS[_name])),
+        output:
+            pdf=f"{FIG}/{_name}.pdf",
+            png=report(f"{FIG}/{_name}.png", caption=f"../report/{_name}.rst", category="Paper B"),
+        params:
+            settings=figure_settings,
+            inputs=input_flags,
+            name=_name,
+        log:
+            f"{LOGS}/figures/{_name}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../../envs/prefixlab.yaml"
+        shell:
+            "python -m prefixlab.figures {params.name} {params.inputs} --settings {params.settings:q}"
+            " --out-pdf {output.pdf} --out-png {output.png} > {log} 2>&1"
+
+
 rule figure_fig5_full:
     """Full results of one experiment and architecture."""
     input:

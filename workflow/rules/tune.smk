@@ -28,3 +28,33 @@ rule tune:
     shell:
         "python -m prefixlab tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --out-nc {output.nc} --out-search {output.search} --out-weights {output.weights} > {log} 2>&1"
+
+
+rule sort_tune:
+    """Paper B: one run (fine-tuning, prefix or LoRA) of one experiment; its tasks x
+    repetitions train as one population."""
+    input:
+        code=SORT_CODE,
+        weights=sort_weights,
+    output:
+        nc=f"{PB}/tune/{{bexp}}_{{brun}}.nc",
+        weights=f"{PB}/tune/{{bexp}}_{{brun}}.pt",
+    params:
+        cfg=sort_tune_config,
+        device=CFG["device"],
+        kernels=CFG["kernels"],
+    log:
+        f"{LOGS}/paper_b/tune/{{bexp}}_{{brun}}.log",
+    benchmark:
+        f"{BENCH}/paper_b/tune/{{bexp}}_{{brun}}.tsv"
+    threads: heavy_threads
+    priority: PRIORITY_TUNE
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=device_gpus,
+    conda:
+        "../../envs/prefixlab.yaml"
+    shell:
+        "python -m prefixlab sort-tune --config {params.cfg:q} --weights {input.weights} --threads {threads}"
+        " --device {params.device} --kernels {params.kernels} --out-nc {output.nc} --out-weights {output.weights} > {log} 2>&1"

@@ -24,8 +24,13 @@ log = logging.getLogger("prefixlab.figures")
 
 
 def _figures():
-    from prefixlab.figures import losses, regret, search, states, table
+    from prefixlab.figures import losses, regret, search, sorting, states, table
     return {
+        "figB1_descending": sorting.figB1_descending,
+        "figB2_elicit": sorting.figB2_elicit,
+        "figB3_matrix": sorting.figB3_matrix,
+        "figB4_double_hist": sorting.figB4_double_hist,
+        "figB5_theory": sorting.figB5_theory,
         "fig1_r2s_headline": regret.fig1_r2s_headline,
         "fig2_states_r2s": states.fig2_states_r2s,
         "fig3_r2m_headline": regret.fig3_r2m_headline,
@@ -40,7 +45,8 @@ def _figures():
 
 
 NAMES = ("fig1_r2s_headline", "fig2_states_r2s", "fig3_r2m_headline", "fig4_untrained", "fig5_full", "fig6_states_r2m",
-         "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt", "claims")
+         "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt", "claims",
+         "figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory")
 
 
 def _pairs(items: list[str]) -> dict[str, str]:

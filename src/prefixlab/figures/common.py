@@ -14,7 +14,8 @@ from prefixlab import storage
 from prefixlab.figures import style
 
 # Key prefix -> storage kind. Keys are "<prefix>_<experiment>_<arch>" (pretrain: "pretrain_<arch>_<variant>").
-KEY_KINDS = {"eval": "eval", "states": "states", "tune": "tune", "search": "hard_search", "pretrain": "pretrain"}
+KEY_KINDS = {"eval": "eval", "states": "states", "tune": "tune", "search": "hard_search", "pretrain": "pretrain",
+             "sorteval": "sort_eval", "sorttune": "sort_tune"}  # Paper B: sorteval_<exp>, sorttune_<exp>_<run>
 ARCHS = ("lstm", "transformer")
 
 Inputs = dict[str, xr.Dataset]
@@ -34,6 +35,8 @@ def kind_of(key: str) -> str:
 def split_key(key: str) -> tuple[str, str, str]:
     """'eval_r2s_d4_lstm' -> ('eval', 'r2s_d4', 'lstm'); 'pretrain_lstm_base' -> ('pretrain', 'base', 'lstm')."""
     prefix, rest = key.split("_", 1)
+    if prefix.startswith("sort"):  # Paper B keys carry no architecture
+        return prefix, rest, ""
     if prefix == "pretrain":
         arch, _, variant = rest.partition("_")
         return prefix, variant, arch

@@ -1,0 +1,258 @@
+"""A minGPT-style decoder for a population of tuning runs (SPEC 2.2).
+
+Weights live in a dict name -> tensor. The pretrained (base) weights carry no member
+axis and are shared; a member's own tensors carry a leading member axis P:
+  fine-tuning  every weight (P, ...), initialised from the base
+  prefix       "prefix" (P, layers, L, D)
+  lora         "<matrix>.lora_a" (P, D_in, r) and "<matrix>.lora_b" (P, r, D_out)
+Weight matrices are stored (D_in, D_out): y = x @ W + b.
+
+Shape legend: P members, B samples, S positions, H heads, E = D / H head width,
+L prefix slots, D model width, V vocabulary.
+
+Per-layer prefix tuning: at every layer the attention input rows 0..L-1 are the
+layer's learned vectors (at layer 0 instead of token + position embedding). A content
+position sees them only as keys and values, so the model runs on the content
+positions L.. alone and passes each layer's prefix keys/values to the prefix-attention
+kernel; the prefix rows' own outputs are overwritten at the next layer and never read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from prefixlab.kernels.prefix_attention import prefix_attention
+from prefixlab.kernels.prefix_attention.naive import visibility
+
+LORA_MATRICES = ("attn_proj", "mlp_fc", "mlp_proj")
+DECAYED = ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj", "head")  # linear weights (weight decay applies)
+METHODS = ("finetune", "prefix", "lora")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GPTConfig:
+    layers: int
+    heads: int
+    d: int
+    prefix_length: int  # L: slots before the input
+    ln_1: bool = True  # False: no LayerNorm before attention (SPEC 2.3 experiment 2)
+    dropout: float = 0.1
+    lora_rank: int = 1
+    vocab: int = 10
+    digits: int = 10
+    init_seed: int = 0
+
+    def __post_init__(self):
+        if self.d % self.heads:
+            raise ValueError(f"d={self.d} is not divisible by heads={self.heads}")
+        if min(self.layers, self.heads, self.d, self.prefix_length, self.lora_rank) < 1:
+            raise ValueError("layers, heads, d, prefix_length and lora_rank must all be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+    @property
+    def positions(self) -> int:
+        return self.prefix_length + 2 * self.digits - 1
+
+    def matrix_shape(self, kind: str) -> tuple[int, int]:
+        d = self.d
+        return {"attn_qkv": (d, 3 * d), "attn_proj": (d, d), "mlp_fc": (d, 4 * d), "mlp_proj": (4 * d, d)}[kind]
+
+    def lora_parameters(self) -> int:
+        return self.layers * sum(self.lora_rank * sum(self.matrix_shape(m)) for m in LORA_MATRICES)
+
+    def prefix_parameters(self) -> int:
+        return self.layers * self.prefix_length * self.d
+
+
+def init_weights(cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    """minGPT init: N(0, 0.02) for linear and embedding weights, output projections
+    N(0, 0.02 / sqrt(2 layers)), biases 0, LayerNorm 1/0."""
+    gen = torch.Generator().manual_seed(cfg.init_seed)
+    d = cfg.d
+
+    def normal(*shape, std=0.02):
+        return torch.randn(*shape, generator=gen) * std
+
+    w = {"wte": normal(cfg.vocab, d), "wpe": normal(cfg.positions, d)}
+    proj_std = 0.02 / math.sqrt(2 * cfg.layers)
+    for l in range(cfg.layers):
+        if cfg.ln_1:
+            w[f"h{l}.ln_1.w"], w[f"h{l}.ln_1.b"] = torch.ones(d), torch.zeros(d)
+        for kind in ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj"):
+            shape = cfg.matrix_shape(kind)
+            w[f"h{l}.{kind}.w"] = normal(*shape, std=proj_std if kind.endswith("proj") else 0.02)
+            w[f"h{l}.{kind}.b"] = torch.zeros(shape[1])
+        w[f"h{l}.ln_2.w"], w[f"h{l}.ln_2.b"] = torch.ones(d), torch.zeros(d)
+    w["ln_f.w"], w["ln_f.b"] = torch.ones(d), torch.zeros(d)
+    w["head.w"] = normal(d, cfg.vocab)
+    return w
+
+
+def is_decayed(name: str) -> bool:
+    """Linear weights (not biases, LayerNorm or embeddings)."""
+    return name.endswith(".w") and name.split(".")[-2] in DECAYED
+
+
+def member_tensors(cfg: GPTConfig, base: dict, method: str, members: int, seeds: list[int]) -> dict:
+    """Initial trainable tensors of `members` runs of one method; seeds[i] seeds member i."""
+    if method not in METHODS:
+        raise ValueError(f"unknown tuning method {method!r}; known: {list(METHODS)}")
+    if method == "finetune":
+        return {n: t.expand(members, *t.shape).clone() for n, t in base.items()}
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    if method == "prefix":
+        return {"prefix": torch.stack([torch.randn(cfg.layers, cfg.prefix_length, cfg.d, generator=g) for g in gens])}
+    out = {}
+    for l in range(cfg.layers):
+        for kind in LORA_MATRICES:
+            d_in, d_out = cfg.matrix_shape(kind)
+            bound = 1.0 / math.sqrt(d_in)  # Kaiming-uniform with a = sqrt(5), as torch.nn.Linear
+            out[f"h{l}.{kind}.lora_a"] = torch.stack(
+                [torch.rand(d_in, cfg.lora_rank, generator=g) * 2 * bound - bound for g in gens])
+            out[f"h{l}.{kind}.lora_b"] = torch.zeros(members, cfg.lora_rank, d_out)
+    return out
+
+
+class Model:
+    """Forward pass of P members: shared base weights plus each member's own tensors."""
+
+    def __init__(self, cfg: GPTConfig, base: dict, own: dict | None = None, members: int = 1):
+        self.cfg, self.base, self.own = cfg, base, own or {}
+        self.members = next(iter(self.own.values())).shape[0] if self.own else members
+
+    def weight(self, name: str) -> torch.Tensor:
+        """(P, ...) member tensor, or the shared (...) base tensor."""
+        return self.own[name] if name in self.own else self.base[name]
+
+    def linear(self, x, layer_kind: str):
+        w, b = self.weight(f"{layer_kind}.w"), self.weight(f"{layer_kind}.b")
+        P = x.shape[0]
+        if w.dim() == 2:
+            y = x @ w
+        else:
+            y = torch.matmul(x.reshape(P, -1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+        a = self.own.get(f"{layer_kind}.lora_a")
+        if a is not None:  # LoRA, scale alpha / r = 1
+            lo = torch.matmul(torch.matmul(x.reshape(P, -1, x.shape[-1]), a), self.own[f"{layer_kind}.lora_b"])
+            y = y + lo.reshape(y.shape)
+        return y + (b if b.dim() == 1 else b[:, None, None])
+
+    def layer_norm(self, x, name):
+        w, b = self.weight(f"{name}.w"), self.weight(f"{name}.b")
+        if w.dim() == 1:
+            return F.layer_norm(x, (x.shape[-1],), w, b)
+        y = F.layer_norm(x, (x.shape[-1],))
+        expand = (slice(None),) + (None,) * (x.dim() - 2)
+        return y * w[expand] + b[expand]
+
+    def embed(self, tokens, start: int):
+        """tokens (P, B, S') at positions start.. -> (P, B, S', D)."""
+        wte, wpe = self.weight("wte"), self.weight("wpe")
+        S = tokens.shape[-1]
+        if wte.dim() == 2:
+            tok = wte[tokens]
+            pos = wpe[start:start + S]
+        else:
+            tok = wte[torch.arange(tokens.shape[0], device=tokens.device)[:, None, None], tokens]
+            pos = wpe[:, None, start:start + S]
+        return tok + pos
+
+    def forward(self, tokens, *, train: bool = False, record: bool = False, prefix_tuning: bool | None = None,
+                generator: torch.Generator | None = None):
+        """tokens (P, B, S) [slots, input, output[:-1]] -> logits (P, B, S', V).
+
+        With a member prefix (prefix tuning) the slots are replaced, S' = S - L content
+        positions are returned; otherwise S' = S. `train` turns dropout on.
+        record=True also returns one dict per layer:
+          probs  (P, B, H, S', L + S' or S')  attention weights
+          heads  (P, B, H, S', E)             attention output per head, before the projection
+          v      (P, B, H, S', E)             content values
+          pv     (P, H, L, E) or None         prefix values
+          block  (P, B, S', D)                attention-block output (projection and bias included)
+        """
+        cfg = self.cfg
+        prefix = self.own.get("prefix") if prefix_tuning is not False else None
+        L = cfg.prefix_length
+        p_drop = cfg.dropout if train else 0.0
+        if prefix is not None:
+            x = self.embed(tokens[..., L:], L)
+        else:
+            x = self.embed(tokens, 0)
+        x = _dropout(x, p_drop, generator)
+        recording = []
+        for l in range(cfg.layers):
+            h = self.layer_norm(x, f"h{l}.ln_1") if cfg.ln_1 else x
+            q, k, v = self._heads(self.linear(h, f"h{l}.attn_qkv"))
+            pk = pv = None
+            if prefix is not None:
+                s = prefix[:, l][:, None]  # (P, 1, L, D): this layer's attention input at the slots
+                s = self.layer_norm(s, f"h{l}.ln_1") if cfg.ln_1 else s
+                _, pk, pv = self._heads(self.linear(s, f"h{l}.attn_qkv"))
+                pk, pv = pk[:, 0], pv[:, 0]
+            if record or p_drop > 0:
+                y, probs = attention_with_weights(q, k, v, pk, pv, p_drop, generator)
+            else:
+                y = prefix_attention(q, k, v, pk, pv)
+            P, B, H, S, E = y.shape
+            block = self.linear(y.permute(0, 1, 3, 2, 4).reshape(P, B, S, H * E), f"h{l}.attn_proj")
+            if record:
+                recording.append({"probs": probs, "heads": y, "v": v, "pv": pv, "block": block})
+            x = x + _dropout(block, p_drop, generator)
+            m = F.gelu(self.linear(self.layer_norm(x, f"h{l}.ln_2"), f"h{l}.mlp_fc"), approximate="tanh")
+            x = x + _dropout(self.linear(m, f"h{l}.mlp_proj"), p_drop, generator)
+        x = self.layer_norm(x, "ln_f")
+        head = self.weight("head.w")
+        logits = x @ head if head.dim() == 2 else torch.matmul(x.reshape(x.shape[0], -1, x.shape[-1]), head).reshape(
+            *x.shape[:-1], head.shape[-1])
+        if record:
+            return logits, recording
+        return logits
+
+    def _heads(self, qkv):
+        """(P, B, S, 3D) -> q, k, v (P, B, H, S, E)."""
+        P, B, S, _ = qkv.shape
+        H = self.cfg.heads
+        qkv = qkv.view(P, B, S, 3, H, self.cfg.d // H).permute(3, 0, 1, 4, 2, 5)
+        return qkv[0], qkv[1], qkv[2]
+
+
+def _dropout(x, p: float, generator):
+    if p == 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
+    return x * keep / (1 - p)
+
+
+def attention_with_weights(q, k, v, prefix_k=None, prefix_v=None, p_drop: float = 0.0, generator=None):
+    """Explicit causal attention behind a prefix, returning (out (P, B, H, S, E),
+    weights (P, B, H, S, Lp + S)); attention dropout (p_drop) applies to the weights used."""
+    P, B, H, S, E = q.shape
+    Lp = 0 if prefix_k is None else prefix_k.shape[2]
+    if Lp:
+        k = torch.cat([prefix_k[:, None].expand(P, B, H, Lp, E), k], dim=3)
+        v = torch.cat([prefix_v[:, None].expand(P, B, H, Lp, E), v], dim=3)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(E)
+    allowed = visibility(S, Lp, None, 1, q.device)[0, 0]  # (S, Lp + S)
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    used = _dropout(probs, p_drop, generator)
+    return used @ v, probs
+
+
+def output_log_probs(logits, outputs, content_offset: int, digits: int):
+    """logits (P, B, S', V) -> log-probability (P, B, N) of each output digit.
+
+    Output digit i is predicted at the position of input digit N-1+i; content_offset is
+    the position index (within the logits) of the first input digit."""
+    start = content_offset + digits - 1
+    logp = torch.log_softmax(logits[..., start:start + digits, :], dim=-1)
+    return logp.gather(-1, outputs[..., None]).squeeze(-1)
+
+
+def output_predictions(logits, content_offset: int, digits: int):
+    start = content_offset + digits - 1
+    return logits[..., start:start + digits, :].argmax(-1)

@@ -1,0 +1,150 @@
+"""Typed Paper-B job configs built from the config subtrees the workflow passes to the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefixlab.config import ConfigError, _build
+from prefixlab.sorting.gpt import METHODS, GPTConfig
+from prefixlab.sorting.tasks import TASKS, DigitSpec
+from prefixlab.sorting.train import OptimConfig
+
+ARCH_KEYS = ("layers", "heads", "d", "prefix_length", "ln_1", "lora_rank", "init_seed")
+
+
+def gpt_config(model: dict, digits: DigitSpec, dropout: float, where: str) -> GPTConfig:
+    arch = {k: v for k, v in model.items() if k in ARCH_KEYS}
+    return _build(GPTConfig, {**arch, "dropout": dropout, "vocab": digits.vocab, "digits": digits.digits}, where)
+
+
+def _tasks(tasks, where: str) -> tuple[str, ...]:
+    if not tasks:
+        raise ConfigError(f"{where}: no tasks given")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown task(s) {unknown}; known: {list(TASKS)}")
+    return tuple(tasks)
+
+
+def _need(d: dict, keys, where):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    missing = [k for k in keys if k not in d]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SortPretrainJob:
+    name: str
+    model: GPTConfig
+    digits: DigitSpec
+    task: str
+    opt: OptimConfig
+    data_seed: int
+    dropout_seed: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SortPretrainJob":
+        _need(d, ("name", "model", "digits", "train", "seeds"), "paper_b pretrain job")
+        where = f"paper_b.models.{d['name']}"
+        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        m, t = d["model"], d["train"]
+        _need(m, ("task", "steps", "lr"), where)
+        opt = _build(OptimConfig, {"steps": m["steps"], "lr": m["lr"], "batch": t["batch"], "clip": t["clip"],
+                                   "weight_decay": t["weight_decay"]["finetune"], "log_every": t["log_every"]}, where)
+        return cls(name=d["name"], model=gpt_config(m, digits, t["dropout"], where), digits=digits,
+                   task=_tasks([m["task"]], f"{where}.task")[0], opt=opt, data_seed=d["seeds"]["pretrain_data"],
+                   dropout_seed=d["seeds"]["dropout"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class SortTuneJob:
+    experiment: str
+    run: str
+    model: GPTConfig
+    digits: DigitSpec
+    method: str
+    tasks: tuple[str, ...]
+    repetitions: int
+    opt: OptimConfig
+    data_seed_start: int
+    init_seed_start: int
+    dropout_seed: int
+
+    @property
+    def members(self) -> list[tuple[str, int]]:
+        """(task, repetition) of each population member."""
+        return [(t, r) for r in range(self.repetitions) for t in self.tasks]
+
+    def member_seed(self, start: int, task: str, repetition: int) -> int:
+        # A member's seeds depend on its task and repetition only, so adding a task to a
+        # run leaves the other members' results unchanged.
+        return start + 1000 * repetition + TASKS.index(task)
+
+    @property
+    def data_seeds(self) -> list[int]:
+        return [self.member_seed(self.data_seed_start, t, r) for t, r in self.members]
+
+    @property
+    def init_seeds(self) -> list[int]:
+        return [self.member_seed(self.init_seed_start, t, r) for t, r in self.members]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SortTuneJob":
+        _need(d, ("experiment", "run", "model", "digits", "train", "seeds", "spec", "repetitions"), "paper_b tune job")
+        where = f"paper_b.experiments.{d['experiment']}.runs.{d['run']}"
+        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        s, t = d["spec"], d["train"]
+        _need(s, ("method", "tasks", "steps", "lr"), where)
+        if s["method"] not in METHODS:
+            raise ConfigError(f"{where}.method: unknown method {s['method']!r}; known: {list(METHODS)}")
+        tasks = _tasks(s["tasks"], f"{where}.tasks")
+        if "random" in tasks:
+            raise ConfigError(f"{where}.tasks: 'random' is the pretraining mix, not a tuning target")
+        opt = _build(OptimConfig, {"steps": s["steps"], "lr": s["lr"], "batch": t["batch"], "clip": t["clip"],
+                                   "weight_decay": t["weight_decay"][s["method"]], "log_every": t["log_every"]}, where)
+        seeds = d["seeds"]
+        return cls(experiment=d["experiment"], run=d["run"], model=gpt_config(d["model"], digits, t.get("dropout", 0.0), where),
+                   digits=digits, method=s["method"], tasks=tasks, repetitions=int(d["repetitions"]), opt=opt,
+                   data_seed_start=seeds["tune_data_start"], init_seed_start=seeds["tune_init_start"],
+                   dropout_seed=seeds["dropout"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class SortEvalJob:
+    experiment: str
+    model: GPTConfig
+    digits: DigitSpec
+    runs: dict  # run name -> SortTuneJob
+    eval_tasks: tuple[str, ...]
+    samples: int
+    seed: int
+    chunk: int
+    example: tuple[int, ...]
+    attention_maps: bool
+    shift_figure: bool
+    shift_samples: int
+    theory_samples: int
+    theory_random_prefixes: int
+    theory_seed: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SortEvalJob":
+        _need(d, ("experiment", "model", "digits", "train", "seeds", "runs", "repetitions", "evaluate", "eval_tasks"),
+              "paper_b evaluate job")
+        where = f"paper_b.experiments.{d['experiment']}"
+        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        runs = {name: SortTuneJob.from_dict({**d, "run": name, "spec": spec}) for name, spec in d["runs"].items()}
+        e = d["evaluate"]
+        _need(e, ("samples", "seed", "chunk", "example", "shift_samples", "theory_samples", "theory_random_prefixes",
+                  "theory_seed"), "paper_b.evaluate")
+        example = tuple(int(v) for v in e["example"])
+        if len(example) != digits.digits or not all(0 <= v <= digits.max_digit for v in example):
+            raise ConfigError(f"paper_b.evaluate.example: need {digits.digits} digits in 0..{digits.max_digit}, got {list(example)}")
+        return cls(experiment=d["experiment"], model=gpt_config(d["model"], digits, d["train"]["dropout"], where),
+                   digits=digits, runs=runs, eval_tasks=_tasks(d["eval_tasks"], f"{where}.eval_tasks"),
+                   samples=int(e["samples"]), seed=int(e["seed"]), chunk=int(e["chunk"]), example=example,
+                   attention_maps=bool(d.get("attention_maps", False)), shift_figure=bool(d.get("shift_figure", False)),
+                   shift_samples=int(e["shift_samples"]), theory_samples=int(e["theory_samples"]),
+                   theory_random_prefixes=int(e["theory_random_prefixes"]), theory_seed=int(e["theory_seed"]))
