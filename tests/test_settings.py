@@ -56,6 +56,17 @@ BAD = [
     (("tune", "clip_norm_over"), "some", "tune.clip_norm_over"),  # bad enum
     (("experiments", "r2s", "target"), "dice", "experiments.r2s.target"),  # unknown source
     (("evaluate", "sequences"), 2.5, "evaluate.sequences"),  # float for int
+    # Paper B
+    (("paper_b", "run_experiments"), ["b1_descending", "b9"], "paper_b.run_experiments"),
+    (("paper_b", "experiments", "b2_elicit", "model"), "giant", "paper_b.experiments.b2_elicit.model"),
+    (("paper_b", "experiments", "b2_elicit", "runs", "prefix", "tasks"), ["ascending", "sideways"],
+     "paper_b.experiments.b2_elicit.runs.prefix.tasks.1"),
+    (("paper_b", "experiments", "b2_elicit", "runs", "prefix", "method"), "adapter",
+     "paper_b.experiments.b2_elicit.runs.prefix.method"),
+    (("paper_b", "models", "asc_1l1h", "heads"), 5, "paper_b.models.asc_1l1h.heads"),  # 96 % 5 != 0
+    (("paper_b", "models", "asc_1l1h", "task"), "double_hist2", "paper_b.models.asc_1l1h.task"),
+    (("paper_b", "evaluate", "example"), [2, 6, 0], "paper_b.evaluate.example"),
+    (("paper_b", "train", "dropout"), 1.5, "paper_b.train.dropout"),
 ]
 
 
@@ -89,3 +100,28 @@ def test_tune_subtree_is_exactly_what_tuning_needs(base):
     changed = resolve(_mutate(base, ("figures", "dpi"), 300))
     assert settings.tune_job(changed, "r2s", "lstm") == job
     assert settings.eval_job(changed, "r2s", "lstm") == settings.eval_job(cfg, "r2s", "lstm")
+
+
+def test_paper_b_values_as_published(base):
+    b = resolve(base)["paper_b"]
+    m = b["models"]
+    assert (m["asc_1l1h"]["layers"], m["asc_1l1h"]["heads"], m["asc_1l1h"]["d"], m["asc_1l1h"]["steps"]) == (1, 1, 96, 20000)
+    assert m["random_1l4h"]["ln_1"] is False and m["random_4l4h"]["prefix_length"] == 10
+    assert m["random_4l4h_L12"]["prefix_length"] == 12 and b["train"]["batch"] == 64
+    runs = b["experiments"]["b3_matrix"]["runs"]
+    assert runs["prefixnew"]["steps"] == 500000 and runs["prefix"]["lr"] == 5e-5
+    assert b["experiments"]["b4_double_hist"]["runs"]["lora"] == {"method": "lora", "tasks": ["double_hist"],
+                                                                   "steps": 10000, "lr": 5e-3}
+
+
+def test_paper_b_tune_subtree_is_exactly_what_the_run_needs(base):
+    cfg = resolve(base)
+    job = settings.sort_tune_job(cfg, "b4_double_hist", "lora")
+    assert job["train"]["weight_decay"] == {"lora": 0.01} and "dropout" not in job["train"]
+    assert "steps" not in job["model"] and "task" not in job["model"]  # pretraining reaches it via the weights
+    # another run's settings, fine-tuning's weight decay or figure settings do not touch it
+    for path, value in ((("paper_b", "experiments", "b4_double_hist", "runs", "prefix", "lr"), 0.1),
+                        (("paper_b", "train", "weight_decay", "finetune"), 0.3), (("figures", "dpi"), 300)):
+        assert settings.sort_tune_job(resolve(_mutate(base, path, value)), "b4_double_hist", "lora") == job
+    ft = settings.sort_tune_job(cfg, "b1_descending", "finetune")
+    assert ft["train"]["dropout"] == 0.1 and ft["train"]["weight_decay"] == {"finetune": 0.1}

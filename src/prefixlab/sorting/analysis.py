@@ -63,7 +63,8 @@ def theory_check(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor, inputs:
     so for L = 1 the shift y_pre[i] - (1 - a_i) y_free[i] lies along the prefix value pv.
 
     Returns (K,) max absolute deviations: "attention", "output", "direction" (NaN for
-    L > 1: the shift is then a query-dependent combination of the L prefix values), and a
+    L > 1: the shift is then a query-dependent combination of the L prefix values), the
+    (K,) mean attention mass on the prefix "prefix_mass", and a
     sample of (predicted, observed) content attention weights of prefix 0 for plotting.
     """
     L = cfg.prefix_length
@@ -94,6 +95,7 @@ def theory_check(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor, inputs:
         "attention": attention_dev.cpu().numpy(),
         "output": output_dev.cpu().numpy(),
         "direction": direction_dev.cpu().numpy(),
+        "prefix_mass": mass.flatten(1).mean(1).cpu().numpy(),
         "scatter_predicted": predicted[0][visible].cpu().numpy(),
         "scatter_observed": observed[0][visible].cpu().numpy(),
     }

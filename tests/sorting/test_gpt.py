@@ -1,0 +1,228 @@
+"""Paper B model (SPEC 2.2): per-layer prefix semantics, loss positions, parameter
+counts, population == solo, the theory identity, and the kernel path."""
+
+import numpy as np
+import pytest
+import torch
+
+from prefixlab import kernels
+from prefixlab.sorting import analysis, gpt, train
+from prefixlab.sorting.tasks import DigitSpec, sample_task_batch, sequences
+
+SPEC = DigitSpec()
+
+
+def tiny(**kw):
+    args = dict(layers=2, heads=2, d=8, prefix_length=3, dropout=0.1, init_seed=0)
+    args.update(kw)
+    return gpt.GPTConfig(**args)
+
+
+def roughened(base: dict, seed: int = 1, scale: float = 0.5) -> dict:
+    """Weights far from the N(0, 0.02) init so attention is far from uniform."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: t + scale * torch.randn(t.shape, generator=g) for n, t in base.items()}
+
+
+def batch(cfg, n=5, seed=0, task="ascending"):
+    x, y, _ = sample_task_batch(np.random.default_rng(seed), task, n, SPEC, "train")
+    return x, y, torch.from_numpy(sequences(x, y, cfg.prefix_length))
+
+
+def overwrite_reference(cfg, base, prefix, tokens):
+    """Independent reading of SPEC 2.2: run the full sequence and, before every layer,
+    overwrite the residual rows 0..L-1 with that layer's prefix vectors (at layer 0
+    instead of token + position embedding). Single member, plain PyTorch ops."""
+    L, H, D = cfg.prefix_length, cfg.heads, cfg.d
+    S = tokens.shape[-1]
+    x = base["wte"][tokens] + base["wpe"][:S]
+    ln = torch.nn.functional.layer_norm
+    for l in range(cfg.layers):
+        x = x.clone()
+        x[:, :L] = prefix[l]
+        h = ln(x, (D,), base[f"h{l}.ln_1.w"], base[f"h{l}.ln_1.b"]) if cfg.ln_1 else x
+        q, k, v = (h @ base[f"h{l}.attn_qkv.w"] + base[f"h{l}.attn_qkv.b"]).split(D, -1)
+        q, k, v = (t.view(*t.shape[:2], H, D // H).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5
+        att = att.masked_fill(~torch.ones(S, S, dtype=torch.bool).tril(), float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(*x.shape)
+        x = x + y @ base[f"h{l}.attn_proj.w"] + base[f"h{l}.attn_proj.b"]
+        m = ln(x, (D,), base[f"h{l}.ln_2.w"], base[f"h{l}.ln_2.b"]) @ base[f"h{l}.mlp_fc.w"] + base[f"h{l}.mlp_fc.b"]
+        x = x + torch.nn.functional.gelu(m, approximate="tanh") @ base[f"h{l}.mlp_proj.w"] + base[f"h{l}.mlp_proj.b"]
+    return ln(x, (D,), base["ln_f.w"], base["ln_f.b"]) @ base["head.w"]
+
+
+@pytest.mark.parametrize("ln_1", [True, False])
+def test_per_layer_prefix_replaces_each_layers_attention_input(ln_1):
+    cfg = tiny(ln_1=ln_1)
+    base = roughened(gpt.init_weights(cfg))
+    prefix = torch.randn(2, cfg.layers, cfg.prefix_length, cfg.d, generator=torch.Generator().manual_seed(3))
+    _, _, tokens = batch(cfg)
+    model = gpt.Model(cfg, base, {"prefix": prefix})
+    logits = model.forward(tokens.expand(2, *tokens.shape))
+    for p in range(2):
+        ref = overwrite_reference(cfg, base, prefix[p], tokens)
+        torch.testing.assert_close(logits[p], ref[:, cfg.prefix_length:], rtol=1e-5, atol=1e-5)
+
+
+def test_plain_model_matches_reference_with_slot_tokens():
+    cfg = tiny()
+    base = roughened(gpt.init_weights(cfg))
+    _, _, tokens = batch(cfg)
+    # without a prefix the slots are ordinary token-0 inputs with positions 0..L-1
+    slot_rows = (base["wte"][0] + base["wpe"][:cfg.prefix_length])[None].expand(cfg.layers, -1, -1)
+    # that equals overwriting only at layer 0, so compare against a one-layer-overwrite reference
+    cfg1 = tiny(layers=1)
+    base1 = {n: t for n, t in base.items() if not n.startswith("h1.")}
+    ref = overwrite_reference(cfg1, base1, slot_rows[:1], tokens)
+    got = gpt.Model(cfg1, base1).forward(tokens[None])[0]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prefix_mode", [True, False])
+def test_loss_covers_output_positions_only(prefix_mode):
+    cfg = tiny()
+    base = gpt.init_weights(cfg)
+    own = gpt.member_tensors(cfg, base, "prefix", 1, [0]) if prefix_mode else {}
+    x, y, tokens = batch(cfg)
+    logits = gpt.Model(cfg, base, own).forward(tokens[None]).detach().requires_grad_(True)
+    offset = 0 if prefix_mode else cfg.prefix_length
+    loss = -gpt.output_log_probs(logits, torch.from_numpy(y)[None], offset, cfg.digits).mean()
+    (grad,) = torch.autograd.grad(loss, logits)
+    touched = grad.abs().sum((0, 1, 3)) > 0  # per position
+    first = offset + cfg.digits - 1  # the last input digit predicts output digit 0
+    expected = torch.zeros_like(touched)
+    expected[first:first + cfg.digits] = True
+    assert torch.equal(touched, expected)
+    # in the full sequence: never a prefix slot, never an input digit but the last
+    full = torch.arange(cfg.positions)[cfg.prefix_length - offset:][touched]
+    assert full.min() == cfg.prefix_length + cfg.digits - 1 and full.max() == cfg.positions - 1
+
+
+def test_parameter_counts_as_configured():
+    paper = gpt.GPTConfig(layers=4, heads=4, d=256, prefix_length=12)
+    assert paper.lora_parameters() == 12288 == paper.prefix_parameters()
+    cfg = tiny(lora_rank=1)
+    base = gpt.init_weights(cfg)
+    for method, expected in (("prefix", cfg.prefix_parameters()), ("lora", cfg.lora_parameters())):
+        own = gpt.member_tensors(cfg, base, method, 3, [0, 1, 2])
+        assert sum(t[0].numel() for t in own.values()) == expected
+    assert cfg.lora_parameters() == 2 * (8 + 8 + 8 + 32 + 32 + 8)
+    full = gpt.member_tensors(cfg, base, "finetune", 2, [0, 1])
+    assert sum(t[0].numel() for t in full.values()) == sum(t.numel() for t in base.values())
+
+
+def test_lora_starts_at_the_pretrained_function_and_targets_the_named_matrices():
+    cfg = tiny(lora_rank=1)
+    base = roughened(gpt.init_weights(cfg))
+    own = gpt.member_tensors(cfg, base, "lora", 2, [0, 1])
+    assert {n.split(".")[1] for n in own} == {"attn_proj", "mlp_fc", "mlp_proj"}
+    _, _, tokens = batch(cfg)
+    t2 = tokens.expand(2, *tokens.shape)
+    torch.testing.assert_close(gpt.Model(cfg, base, own).forward(t2), gpt.Model(cfg, base).forward(t2), rtol=0, atol=0)
+
+
+def test_weight_decay_targets_linear_weights_only():
+    decayed = sorted(n for n in gpt.init_weights(tiny()) if gpt.is_decayed(n))
+    assert decayed == sorted([f"h{l}.{k}.w" for l in range(2) for k in ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj")]
+                             + ["head.w"])
+
+
+@pytest.mark.parametrize("method", ["prefix", "lora", "finetune"])
+def test_population_equals_members_trained_alone(method):
+    cfg = tiny(dropout=0.0)  # dropout masks are drawn for the whole population at once
+    base = roughened(gpt.init_weights(cfg), scale=0.1)
+    opt = train.OptimConfig(steps=3, lr=1e-2, batch=4, weight_decay=0.01)
+    tasks_, seeds = ["ascending", "add1", "descending"], [5, 6, 7]
+    together = gpt.member_tensors(cfg, base, method, 3, seeds)
+    res = train.train(gpt.Model(cfg, base, together), method, tasks_, seeds, SPEC, opt, "cpu", 0)
+    for i in range(3):
+        alone = gpt.member_tensors(cfg, base, method, 1, [seeds[i]])
+        r = train.train(gpt.Model(cfg, base, alone), method, [tasks_[i]], [seeds[i]], SPEC, opt, "cpu", 0)
+        np.testing.assert_allclose(res.loss[:, i], r.loss[:, 0], rtol=1e-5, atol=1e-6)
+        for n in together:
+            torch.testing.assert_close(together[n][i], alone[n][0], rtol=1e-4, atol=1e-6)
+
+
+def test_tuning_changes_only_its_own_tensors_and_is_reproducible():
+    cfg = tiny()
+    base = gpt.init_weights(cfg)
+    frozen = {n: t.clone() for n, t in base.items()}
+    opt = train.OptimConfig(steps=2, lr=1e-2, batch=4, weight_decay=0.01)
+    runs = []
+    for _ in range(2):
+        own = gpt.member_tensors(cfg, base, "prefix", 2, [0, 1])
+        start = own["prefix"].clone()
+        r = train.train(gpt.Model(cfg, base, own), "prefix", ["add1", "add2"], [1, 2], SPEC, opt, "cpu", 0)
+        assert not torch.equal(own["prefix"], start)
+        runs.append((r.loss, own["prefix"]))
+    assert all(torch.equal(base[n], frozen[n]) for n in base)
+    assert np.array_equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_dropout_only_while_fine_tuning():
+    cfg = tiny(dropout=0.5)
+    base = gpt.init_weights(cfg)
+    _, _, tokens = batch(cfg)
+    model = gpt.Model(cfg, base)
+    g = torch.Generator().manual_seed(0)
+    assert not torch.equal(model.forward(tokens[None], train=True, generator=g), model.forward(tokens[None]))
+    assert torch.equal(model.forward(tokens[None]), model.forward(tokens[None]))
+
+
+@pytest.mark.parametrize("L, ln_1", [(1, True), (1, False), (3, True)])
+def test_theory_identity_on_random_weights(L, ln_1):
+    cfg = tiny(prefix_length=L, ln_1=ln_1)
+    base = roughened(gpt.init_weights(cfg), scale=1.0)
+    prefixes = 3 * torch.randn(4, cfg.layers, L, cfg.d, generator=torch.Generator().manual_seed(2))
+    x, y, _ = batch(cfg, n=6)
+    out = analysis.theory_check(cfg, base, prefixes, x, y)
+    assert out["attention"].max() < 1e-5 and out["output"].max() < 1e-5
+    if L == 1:
+        assert out["direction"].max() < 1e-5
+    else:
+        assert np.isnan(out["direction"]).all()
+    # the prefixes take a real share of the attention: the identity is not trivially 0 = 0
+    assert (out["prefix_mass"] > 0.01).all()
+
+
+def test_theory_check_detects_a_prefix_that_changes_the_content_input():
+    """Negative control: at layer 1 (whose content input the prefix changes) the identity fails."""
+    cfg = tiny(prefix_length=1)
+    base = roughened(gpt.init_weights(cfg), scale=1.0)
+    prefixes = 3 * torch.randn(2, cfg.layers, 1, cfg.d, generator=torch.Generator().manual_seed(2))
+    x, y, tokens = batch(cfg, n=4)
+    _, free = gpt.Model(cfg, base).forward(tokens[None], record=True)
+    _, pre = gpt.Model(cfg, base, {"prefix": prefixes}).forward(tokens.expand(2, *tokens.shape), record=True)
+    content = free[1]["probs"][..., 1:, 1:]
+    content = content / content.sum(-1, keepdim=True)
+    mass = pre[1]["probs"][..., :1].sum(-1, keepdim=True)
+    assert ((1 - mass) * content - pre[1]["probs"][..., 1:]).abs().max() > 1e-3
+
+
+def test_greedy_decoding_agrees_with_one_pass_accuracy():
+    cfg = tiny(layers=1)
+    base = roughened(gpt.init_weights(cfg), scale=0.3)
+    x, y, _ = batch(cfg, n=40, task="add1")
+    own = gpt.member_tensors(cfg, base, "prefix", 2, [0, 1])
+    model = gpt.Model(cfg, base, own)
+    decoded = analysis.greedy_decode(model, x)
+    np.testing.assert_allclose(analysis.accuracy(model, x, y, chunk=16), (decoded == y[None]).all(-1).mean(-1))
+    # a model that outputs add1 exactly: every digit is its input + 1 -> perfect accuracy
+    assert analysis.accuracy(model, x, y).shape == (2,)
+
+
+def test_kernel_path_matches_reference_for_prefix_tuning():
+    cfg = tiny(heads=2, d=8, prefix_length=2)
+    base = roughened(gpt.init_weights(cfg), scale=0.3)
+    _, y, tokens = batch(cfg, n=3)
+    results = []
+    for mode in ("reference", "triton"):
+        own = {"prefix": torch.randn(2, cfg.layers, 2, cfg.d, generator=torch.Generator().manual_seed(4)).requires_grad_(True)}
+        with kernels.mode(mode):
+            loss = train.member_loss(gpt.Model(cfg, base, own), tokens.expand(2, *tokens.shape),
+                                     torch.from_numpy(y).expand(2, *y.shape), train=False)
+            (grad,) = torch.autograd.grad(loss.sum(), own["prefix"])
+        results.append((loss.detach(), grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
