@@ -48,7 +48,7 @@ def submitted_jobs(state: Path) -> list[str]:
 
 # Two experiments (pretrained and untrained paths) keep the cluster run to about a dozen
 # SLURM jobs: the plugin's polling makes each serial job cost seconds.
-SUBSET = "scales: {tiny: {run_experiments: [r2s, u2m]}}"
+SUBSET = "scales: {tiny: {run_experiments: [r2s, u2m], paper_b: {run_experiments: [b4_double_hist]}}}"
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,15 @@ def test_every_target_built_and_identical_to_local_run(cluster_build, tiny_build
     assert len(remote) == 16, sorted(remote)  # pretrain 2, tune 4 + 4 searches, eval 4, states 2
     different = [p for p in remote if remote[p] != local[p]]
     assert not different, f"NetCDF differs between SLURM and local runs: {different}"
+    sorting = {p: b for p, b in netcdf_snapshot(repo).items() if "/paper_b/" in p}
+    assert len(sorting) == 4, sorted(sorting)  # pretrain 1, tune 2 (prefix, LoRA), eval 1
+    assert all(sorting[p] == local[p] for p in sorting), "Paper B NetCDF differs between SLURM and local runs"
     dry = snakemake(repo, "all_figures", options=["-n"], extra_configs=["subset.yaml"])
     assert "Nothing to be done" in dry.stdout + dry.stderr, "targets missing after the cluster run"
-    assert (repo / RES / "claims.md").read_text().startswith("# Paper A claims")
-    # 13 jobs of pretrain, tune, evaluate, states; figures and claims went as one group job
-    assert jobs == 13, jobs
+    assert (repo / RES / "claims.md").read_text().startswith("# Paper A and B claims")
+    # 12 Paper A jobs (pretrain, tune, evaluate, states) + 4 Paper B jobs (pretrain, tune x 2,
+    # evaluate); figures and claims went as one group job
+    assert jobs == 17, jobs
     assert list((repo / "logs/slurm").rglob("*.log")), "no SLURM job logs under logs/slurm"
 
 

@@ -53,6 +53,29 @@ def test_all_figures_builds_every_target(built):
         assert re.search(r"step \d+/\d+ loss [\d.]+ .*elapsed", log.read_text()), log
 
 
+def test_all_figures_builds_paper_b(built):
+    figs = built / RES / "figures"
+    for name in ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory"):
+        for ext in ("pdf", "png"):
+            assert (figs / f"{name}.{ext}").stat().st_size > 1000, name
+    lines = [l for l in (built / RES / "claims.md").read_text().splitlines() if re.match(r"^B\d ", l)]
+    assert [l.split()[0] for l in lines] == ["B1", "B2", "B3", "B4", "B5"]
+    assert all(l.split()[1] in ("PASS", "FAIL") and "missing data" not in l for l in lines), lines
+    for exp in ("b1_descending", "b2_elicit", "b3_matrix", "b4_double_hist"):
+        storage.read(built / RES / f"paper_b/eval/{exp}.nc", "sort_eval")
+    ds = storage.read(built / RES / "paper_b/eval/b1_descending.nc", "sort_eval")
+    assert set(ds["map_model"].values) == {"pretrained", "finetune", "prefix"}
+    claims = storage.read(built / RES / "claims.nc", "claims")
+    assert bool(claims["passed"].sel(claim="B5"))  # the identity holds in float32 on every model
+
+
+def test_paper_b_run_change_reruns_that_run_only(built):
+    change = "scales: {tiny: {paper_b: {experiments: {b4_double_hist: {runs: {lora: {lr: 0.02}}}}}}}"
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "blora", change))
+    assert jobs == {"sort_tune": 1, "sort_evaluate": 1, "figure_figB4_double_hist": 1, "figure_figB5_theory": 1,
+                    "claims": 1, "all_figures": 1}, jobs
+
+
 def test_nothing_changed_reruns_nothing(built):
     assert planned_jobs(built, "all_figures") == {}
 
@@ -67,6 +90,7 @@ def test_tuning_change_reruns_tuning_and_downstream_only(built):
     jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "steps", "scales: {tiny: {tune: {steps: 13}}}"))
     assert "pretrain" not in jobs
     assert jobs["tune"] == 10 and jobs["evaluate"] == 10 and jobs["claims"] == 1
+    assert not any(r.startswith(("sort_", "figure_figB")) for r in jobs), jobs  # Paper B is untouched
 
 
 def test_experiment_change_reruns_that_experiment_only(built):
@@ -94,6 +118,8 @@ def _edited(repo, rel):
     ("src/prefixlab/tune.py", {"tune", "evaluate"}, {"pretrain"}),
     ("src/prefixlab/pretrain.py", {"pretrain", "tune"}, set()),
     ("src/prefixlab/claims.py", {"claims"}, {"pretrain", "tune", "evaluate", "figure_fig1_r2s_headline"}),
+    ("src/prefixlab/sorting/analysis.py", {"sort_evaluate", "claims"}, {"sort_pretrain", "sort_tune", "pretrain", "tune"}),
+    ("src/prefixlab/sorting/train.py", {"sort_pretrain", "sort_tune", "sort_evaluate"}, {"pretrain", "tune", "evaluate"}),
 ])
 def test_code_change_reruns_its_stage_and_downstream(built, module, expected, absent):
     path, saved, st = _edited(built, module)

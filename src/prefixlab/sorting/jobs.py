@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefixlab.config import ConfigError, _build
+from prefixlab.jobs import _require as _need
 from prefixlab.sorting.gpt import METHODS, GPTConfig
 from prefixlab.sorting.tasks import TASKS, DigitSpec
 from prefixlab.sorting.train import OptimConfig
@@ -24,14 +25,6 @@ def _tasks(tasks, where: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"{where}: unknown task(s) {unknown}; known: {list(TASKS)}")
     return tuple(tasks)
-
-
-def _need(d: dict, keys, where):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping")
-    missing = [k for k in keys if k not in d]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
 
 
 @dataclass(frozen=True, kw_only=True)

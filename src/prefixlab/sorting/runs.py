@@ -3,6 +3,7 @@ returning what the CLI writes (weights and xarray Datasets)."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -92,6 +93,11 @@ def evaluate(job: SortEvalJob, base: dict, tuned: dict[str, dict], device) -> xr
         data.update(_attention(job, models, device, coords))
     if job.shift_figure:
         data.update(_shifts(job, base, tuned, device, coords))
+    log.info("evaluate %s: theory check at layer 0 over %d probes: max deviation attention %.2e, output %.2e, "
+             "direction (L=1) %s", job.experiment, len(coords["probe"]), float(np.nanmax(data["theory_attention_dev"].values)),
+             float(np.nanmax(data["theory_output_dev"].values)),
+             "n/a" if job.model.prefix_length > 1 else f"{float(np.nanmax(data['theory_direction_dev'].values)):.2e}")
+    log.info("evaluate %s: trainable parameters per member %s", job.experiment, json_counts(job))
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(experiment=job.experiment, prefix_length=job.model.prefix_length, layers=job.model.layers,
                     heads=job.model.heads, d=job.model.d,
@@ -100,11 +106,11 @@ def evaluate(job: SortEvalJob, base: dict, tuned: dict[str, dict], device) -> xr
 
 
 def json_counts(job: SortEvalJob) -> str:
-    import json
+    """{run: trainable parameters per member} as JSON (fine-tuning: every weight)."""
     cfg = job.model
-    counts = {}
-    for run, rjob in job.runs.items():
-        counts[run] = {"prefix": cfg.prefix_parameters(), "lora": cfg.lora_parameters()}.get(rjob.method, -1)
+    full = sum(t.numel() for t in gpt.init_weights(cfg).values())
+    counts = {run: {"prefix": cfg.prefix_parameters(), "lora": cfg.lora_parameters()}.get(rjob.method, full)
+              for run, rjob in job.runs.items()}
     return json.dumps(counts, sort_keys=True)
 
 

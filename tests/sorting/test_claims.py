@@ -1,0 +1,71 @@
+"""Paper B claims on hand-made evaluation datasets: verdicts follow the numbers."""
+
+import json
+
+import numpy as np
+import xarray as xr
+
+from prefixlab import claims
+
+PRE = ("ascending", "descending", "add1", "add2")
+
+
+def eval_ds(rows, eval_tasks, L=1, counts=None, dev=1e-7):
+    """rows: [(method, task, accuracies over eval_tasks)]; repetition 0 each."""
+    labels = ["pretrained" if m == "none" else f"{m}:{t}:0" for m, t, _ in rows]
+    ds = xr.Dataset(
+        {"accuracy": (("model", "eval_task"), np.array([a for _, _, a in rows], dtype=float)),
+         "theory_attention_dev": (("probe",), np.full(2, dev)),
+         "theory_output_dev": (("probe",), np.full(2, dev)),
+         "theory_direction_dev": (("probe",), np.full(2, dev if L == 1 else np.nan))},
+        coords={"model": labels, "method": ("model", [m for m, _, _ in rows]), "task": ("model", [t for _, t, _ in rows]),
+                "repetition": ("model", [0] * len(rows)), "eval_task": list(eval_tasks),
+                "probe": ["trained:0", "random:0"], "probe_kind": ("probe", ["trained", "random"])})
+    ds.attrs.update(prefix_length=L, trainable_parameters=json.dumps(counts or {}))
+    return ds
+
+
+def diag(method, tasks, value, eval_tasks=None, off=0.0):
+    return [(method, t, [value if t == u else off for u in eval_tasks or tasks]) for t in tasks]
+
+
+def inputs(b2_acc=0.9, add1_acc=0.8, hist_prefix=0.01, lora=0.9, ft=0.8, pt_desc=0.0, counts=(120, 120), dev=1e-7):
+    six = PRE + ("ascending_add1", "double_hist")
+    b3_rows = [("none", "random", [0.2] * 6)] + diag("prefix", PRE, 0.9, six) + [
+        ("prefix", "ascending_add1", [0, 0, 0, 0, add1_acc, 0]), ("prefix", "double_hist", [0, 0, 0, 0, 0, hist_prefix])]
+    return {
+        "sorteval_b1_descending": eval_ds([("none", "ascending", [0.9, 0.0]), ("finetune", "descending", [0.0, ft]),
+                                           ("prefix", "descending", [0.5, pt_desc])], ("ascending", "descending"), dev=dev),
+        "sorteval_b2_elicit": eval_ds([("none", "random", [0.2] * 4)] + diag("prefix", PRE, b2_acc), PRE, dev=dev),
+        "sorteval_b3_matrix": eval_ds(b3_rows, six, L=10, dev=dev),
+        "sorteval_b4_double_hist": eval_ds([("none", "random", [0.0]), ("prefix", "double_hist", [hist_prefix]),
+                                            ("lora", "double_hist", [lora])], ("double_hist",), L=12,
+                                           counts={"prefix": counts[0], "lora": counts[1]}, dev=dev),
+    }
+
+
+def verdicts(data):
+    return {c.id: c.passed for c in claims.check_all(data) if c.id.startswith("B")}
+
+
+def test_paper_b_claims_pass_on_the_published_picture():
+    assert verdicts(inputs()) == {"B1": True, "B2": True, "B3": True, "B4": True, "B5": True}
+
+
+def test_each_claim_fails_when_its_numbers_say_so():
+    assert not verdicts(inputs(b2_acc=0.3))["B1"]
+    assert not verdicts(inputs(add1_acc=0.2))["B2"]
+    assert not verdicts(inputs(hist_prefix=0.4))["B3"]
+    assert not verdicts(inputs(lora=0.2))["B3"]
+    assert not verdicts(inputs(counts=(120, 121)))["B3"]  # unequal parameter counts
+    assert not verdicts(inputs(ft=0.3))["B4"]
+    assert not verdicts(inputs(pt_desc=0.6))["B4"]
+    assert not verdicts(inputs(dev=1e-2))["B5"]
+
+
+def test_missing_experiment_is_a_fail_naming_the_file():
+    data = inputs()
+    del data["sorteval_b1_descending"]
+    b4 = next(c for c in claims.check_all(data) if c.id == "B4")
+    assert not b4.passed and "sorteval_b1_descending" in b4.details
+    assert not any(c.id.startswith("B") for c in claims.check_all({}))  # no Paper B inputs: no B claims
