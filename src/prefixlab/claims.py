@@ -368,7 +368,7 @@ def markdown_lines(claims: list[Claim]) -> list[str]:
     return [c.line() for c in claims]
 
 
-def markdown(claims: list[Claim], settings: dict | None = None) -> str:
+def markdown(claims: list[Claim], settings: dict | None = None, notes: list[str] | None = None) -> str:
     s = resolve_settings(settings)
     n_pass = sum(c.passed for c in claims)
     papers = "Paper A and B" if any(c.id.startswith("B") for c in claims) else "Paper A"
@@ -379,6 +379,7 @@ def markdown(claims: list[Claim], settings: dict | None = None) -> str:
     head += ["Paper A (A*): numbers are medians over repetitions of cumulative regret in nats on the tuning target unless stated. "
              "Paper B (B*): test accuracies (all 10 output digits right), means over repetitions; "
              f"settings: {json.dumps({k: v for k, v in s.items() if k != 'scale'}, sort_keys=True)}.", ""]
+    head += [*(notes or []), *([""] if notes else [])]
     body = []
     for line in markdown_lines(claims):
         body += [line, ""]
@@ -404,13 +405,13 @@ def to_dataset(claims: list[Claim]) -> xr.Dataset:
     )
 
 
-def write(claims: list[Claim], md_path, nc_path, settings: dict | None = None) -> None:
+def write(claims: list[Claim], md_path, nc_path, settings: dict | None = None, notes: list[str] | None = None) -> None:
     """Write the Markdown report and the NetCDF together (both or neither)."""
     s = resolve_settings(settings)
     ds = to_dataset(claims)
     ds.attrs["settings"] = json.dumps(s, sort_keys=True)
     with style.atomic_outputs(md_path) as (tmp_md,):
-        tmp_md.write_text(markdown(claims, s))
+        tmp_md.write_text(markdown(claims, s, notes))
         tmp_nc = storage.write(ds, nc_path, "claims", {"claims": s}, {}, publish=False)
         try:
             os.replace(tmp_nc, nc_path)

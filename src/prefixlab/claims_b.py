@@ -139,3 +139,12 @@ CHECKS = {"B1": check_b1, "B2": check_b2, "B3": check_b3, "B4": check_b4, "B5": 
 def wanted(data) -> bool:
     """Paper B claims are checked when any Paper B evaluation file is given."""
     return any(k.startswith("sorteval_") for k in data)
+
+
+def model_notes(data) -> list[str]:
+    """One line naming the Paper B models the verdicts were computed on (reduced scales shrink them)."""
+    parts = [f"{k[9:]} {ds.attrs['layers']} layer(s) x {ds.attrs['heads']} head(s), d {ds.attrs['d']}, L {ds.attrs['prefix_length']}"
+             for k, ds in sorted(data.items()) if k.startswith("sorteval_")]
+    if not parts:
+        return []
+    return ["Paper B models (published: 1x1 d 96 L 1; 1x4 d 256 L 1; 4x4 d 256 L 10; 4x4 d 256 L 12): " + "; ".join(parts) + "."]

@@ -93,7 +93,8 @@ def run(args) -> None:
     if args.name == "claims":
         from prefixlab import claims
         result = claims.check_all(data, settings)
-        claims.write(result, args.out_md, args.out_nc, settings)
+        from prefixlab import claims_b
+        claims.write(result, args.out_md, args.out_nc, settings, notes=claims_b.model_notes(data))
         for line in claims.markdown_lines(result):
             log.info("%s", line)
         return

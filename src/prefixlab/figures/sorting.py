@@ -42,7 +42,7 @@ def mean_accuracy(ds: xr.Dataset) -> tuple[list[tuple[str, str]], np.ndarray]:
 
 
 def row_label(method: str, task: str) -> str:
-    return f"pretrained ({task})" if method == "none" else f"{METHOD_LABEL[method]}: {task}"
+    return "pretrained, no prefix" if method == "none" else f"{METHOD_LABEL[method]}: {task}"
 
 
 def accuracy_heatmap(ax, ds: xr.Dataset, title: str):
