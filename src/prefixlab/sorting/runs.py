@@ -114,7 +114,7 @@ def json_counts(job: SortEvalJob) -> str:
     return json.dumps(counts, sort_keys=True)
 
 
-def _prefix_runs(job: SortEvalJob, tuned: dict):
+def _prefix_runs(job: SortEvalJob):
     return [(run, rjob) for run, rjob in job.runs.items() if rjob.method == "prefix"]
 
 
@@ -123,7 +123,7 @@ def _theory(job: SortEvalJob, base, tuned, device, coords) -> dict:
     cfg = job.model
     random = torch.randn(job.theory_random_prefixes, cfg.layers, cfg.prefix_length, cfg.d, generator=rng)
     trained, labels = [], []
-    for run, rjob in _prefix_runs(job, tuned):
+    for run, rjob in _prefix_runs(job):
         trained.append(tuned[run]["prefix"])
         labels += member_labels(rjob)
     prefixes = torch.cat(trained + [random]) if trained else random
@@ -167,7 +167,7 @@ def _shifts(job: SortEvalJob, base, tuned, device, coords) -> dict:
     x, _ = analysis.test_set("ascending", job.shift_samples, job.digits, job.seed + 99)
     free = analysis.block_outputs(gpt.Model(job.model, base), x, device)[0]
     shifted, directions, labels = [], [], []
-    for run, rjob in _prefix_runs(job, tuned):
+    for run, rjob in _prefix_runs(job):
         prefixes = tuned[run]["prefix"].to(device)
         shifted.append(analysis.block_outputs(gpt.Model(job.model, base, {"prefix": prefixes}), x, device))
         directions.append(analysis.prefix_directions(job.model, base, prefixes))
