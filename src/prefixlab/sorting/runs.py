@@ -31,7 +31,7 @@ def pretrain(job: SortPretrainJob, device) -> tuple[dict, xr.Dataset]:
                          job.dropout_seed, label=f"pretrain {job.name}")
     weights = {n: t[0].detach().cpu().contiguous() for n, t in model.own.items()}
     ds = xr.Dataset(_loss_vars(result, ("step",), squeeze=True), coords={"step": np.arange(job.opt.steps)})
-    ds.attrs.update(model=job.name, task=job.task, seconds=result.seconds)
+    ds.attrs.update(model=job.name, task=job.task)  # no timings: reruns must give identical files
     return weights, ds
 
 
@@ -56,7 +56,7 @@ def tune(job: SortTuneJob, base: dict, device) -> tuple[dict, xr.Dataset]:
         data["prefix"] = var(trained["prefix"], ("member", "layer", "slot", "feature"), "1", "trained per-layer prefix")
     trainable = sum(t[0].numel() for t in trained.values())
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs.update(method=job.method, run=job.run, trainable_parameters=trainable, seconds=result.seconds)
+    ds.attrs.update(method=job.method, run=job.run, trainable_parameters=trainable)
     return trained, ds
 
 
