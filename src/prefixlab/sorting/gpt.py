@@ -162,8 +162,7 @@ class Model:
             pos = wpe[:, None, start:start + S]
         return tok + pos
 
-    def forward(self, tokens, *, train: bool = False, record: bool = False, prefix_tuning: bool | None = None,
-                generator: torch.Generator | None = None):
+    def forward(self, tokens, *, train: bool = False, record: bool = False, generator: torch.Generator | None = None):
         """tokens (P, B, S) [slots, input, output[:-1]] -> logits (P, B, S', V).
 
         With a member prefix (prefix tuning) the slots are replaced, S' = S - L content
@@ -176,7 +175,7 @@ class Model:
           block  (P, B, S', D)                attention-block output (projection and bias included)
         """
         cfg = self.cfg
-        prefix = self.own.get("prefix") if prefix_tuning is not False else None
+        prefix = self.own.get("prefix")
         L = cfg.prefix_length
         p_drop = cfg.dropout if train else 0.0
         if prefix is not None:
