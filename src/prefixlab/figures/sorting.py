@@ -201,9 +201,6 @@ def figB5_theory(data: Inputs, settings: dict):
                 x = e + (n - 1) * 0.25 + np.linspace(-0.04, 0.04, len(v)) if len(v) else []
                 ax2.scatter(x, np.maximum(v, 1e-12), marker=marker, s=16, color=f"C{n}",
                             label=f"{short[name]}, {kind} prefixes" if e == 0 else None)
-    tol = settings.get("theory_tolerance")
-    if tol:
-        ax2.axhline(tol, color="k", ls=":", lw=0.8, label=f"tolerance {tol:g}")
     ax2.set_yscale("log")
     ax2.set_xticks(range(len(evals)), list(evals), fontsize=8)
     ax2.set_ylabel("max absolute deviation")
