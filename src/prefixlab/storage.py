@@ -50,6 +50,8 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
         "theory_attention_dev": ("probe",),
         "theory_output_dev": ("probe",),
         "theory_direction_dev": ("probe",),
+        "theory_predicted": ("point",),
+        "theory_observed": ("point",),
     },
 }
 

@@ -17,7 +17,9 @@ def eval_ds(rows, eval_tasks, L=1, counts=None, dev=1e-7):
         {"accuracy": (("model", "eval_task"), np.array([a for _, _, a in rows], dtype=float)),
          "theory_attention_dev": (("probe",), np.full(2, dev)),
          "theory_output_dev": (("probe",), np.full(2, dev)),
-         "theory_direction_dev": (("probe",), np.full(2, dev if L == 1 else np.nan))},
+         "theory_direction_dev": (("probe",), np.full(2, dev if L == 1 else np.nan)),
+         "theory_predicted": (("point",), np.linspace(0, 0.5, 20)),
+         "theory_observed": (("point",), np.linspace(0, 0.5, 20) + dev)},
         coords={"model": labels, "method": ("model", [m for m, _, _ in rows]), "task": ("model", [t for _, t, _ in rows]),
                 "repetition": ("model", [0] * len(rows)), "eval_task": list(eval_tasks),
                 "probe": ["trained:0", "random:0"], "probe_kind": ("probe", ["trained", "random"])})
@@ -69,3 +71,35 @@ def test_missing_experiment_is_a_fail_naming_the_file():
     b4 = next(c for c in claims.check_all(data) if c.id == "B4")
     assert not b4.passed and "sorteval_b1_descending" in b4.details
     assert not any(c.id.startswith("B") for c in claims.check_all({}))  # no Paper B inputs: no B claims
+
+
+def test_paper_b_figures_need_their_experiment():
+    import pytest
+
+    from prefixlab.figures import common, sorting
+
+    for fig in (sorting.figB1_descending, sorting.figB2_elicit, sorting.figB3_matrix, sorting.figB4_double_hist,
+                sorting.figB5_theory):
+        with pytest.raises(common.FigureInputError, match="sorteval"):
+            fig({}, {})
+
+
+def test_paper_b_input_keys_name_their_kind():
+    from prefixlab.figures import common
+
+    assert common.kind_of("sorteval_b3_matrix") == "sort_eval"
+    assert common.kind_of("sorttune_b4_double_hist_lora") == "sort_tune"
+    assert common.split_key("sorteval_b3_matrix") == ("sorteval", "b3_matrix", "")
+
+
+def test_accuracy_matrix_figure_draws_from_an_eval_file(tmp_path):
+    from prefixlab.figures import sorting, style
+
+    data = inputs()
+    data["sorteval_b3_matrix"].attrs.update(layers=4, heads=4, d=256)
+    fig = sorting.figB3_matrix(data, {})
+    style.save(fig, tmp_path / "m.pdf", tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 1000
+    fig = sorting.figB5_theory(data, {})
+    style.save(fig, tmp_path / "t.pdf", tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 1000
