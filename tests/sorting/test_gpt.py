@@ -110,6 +110,7 @@ def test_parameter_counts_as_configured():
     assert cfg.lora_parameters() == 2 * (8 + 8 + 8 + 32 + 32 + 8)
     full = gpt.member_tensors(cfg, base, "finetune", 2, [0, 1])
     assert sum(t[0].numel() for t in full.values()) == sum(t.numel() for t in base.values())
+    assert cfg.all_parameters() == sum(t.numel() for t in base.values())
 
 
 def test_lora_starts_at_the_pretrained_function_and_targets_the_named_matrices():

@@ -29,8 +29,7 @@ def accuracy(model: gpt.Model, inputs: np.ndarray, outputs: np.ndarray, chunk: i
         x, y = inputs[lo:lo + chunk], outputs[lo:lo + chunk]
         tokens = torch.from_numpy(sequences(x, y, cfg.prefix_length)).to(device)
         tokens = tokens.expand(model.members, *tokens.shape)
-        offset = 0 if "prefix" in model.own else cfg.prefix_length
-        pred = gpt.output_predictions(model.forward(tokens), offset, cfg.digits)
+        pred = gpt.output_predictions(model.forward(tokens), model.content_offset, cfg.digits)
         correct += (pred == torch.from_numpy(y).to(device)).all(-1).sum(-1)
     return (correct / len(inputs)).cpu().numpy()
 
@@ -41,11 +40,10 @@ def greedy_decode(model: gpt.Model, inputs: np.ndarray, device="cpu") -> np.ndar
     cfg = model.cfg
     N = cfg.digits
     out = np.zeros((model.members, len(inputs), N), dtype=np.int64)
-    offset = 0 if "prefix" in model.own else cfg.prefix_length
     for i in range(N):
         tokens = np.stack([sequences(inputs, out[p], cfg.prefix_length) for p in range(model.members)])
         logits = model.forward(torch.from_numpy(tokens).to(device))
-        out[:, :, i] = gpt.output_predictions(logits, offset, N)[:, :, i].cpu().numpy()
+        out[:, :, i] = gpt.output_predictions(logits, model.content_offset, N)[:, :, i].cpu().numpy()
     return out
 
 
@@ -131,8 +129,7 @@ def block_outputs(model: gpt.Model, inputs: np.ndarray, device="cpu"):
     y = np.zeros_like(inputs)
     tokens = torch.from_numpy(sequences(inputs, y, cfg.prefix_length)).to(device)
     _, rec = model.forward(tokens.expand(model.members, *tokens.shape), record=True)
-    offset = 0 if "prefix" in model.own else cfg.prefix_length
-    return rec[0]["block"][:, :, offset + cfg.digits - 1].cpu().numpy()
+    return rec[0]["block"][:, :, model.content_offset + cfg.digits - 1].cpu().numpy()
 
 
 @torch.no_grad()

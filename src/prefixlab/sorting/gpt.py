@@ -68,6 +68,13 @@ class GPTConfig:
     def prefix_parameters(self) -> int:
         return self.layers * self.prefix_length * self.d
 
+    def all_parameters(self) -> int:
+        """Every weight of the model (what full fine-tuning trains), as init_weights builds them."""
+        d = self.d
+        per_layer = sum(i * o + o for i, o in map(self.matrix_shape, ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj")))
+        per_layer += 2 * d * (2 if self.ln_1 else 1)
+        return (self.vocab + self.positions) * d + self.layers * per_layer + 2 * d + d * self.vocab
+
 
 def init_weights(cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """minGPT init: N(0, 0.02) for linear and embedding weights, output projections
@@ -125,21 +132,21 @@ class Model:
         self.cfg, self.base, self.own = cfg, base, own or {}
         self.members = next(iter(self.own.values())).shape[0] if self.own else members
 
+    @property
+    def content_offset(self) -> int:
+        """Index of the first input digit in this model's logits: prefix tuning drops the slots."""
+        return 0 if "prefix" in self.own else self.cfg.prefix_length
+
     def weight(self, name: str) -> torch.Tensor:
         """(P, ...) member tensor, or the shared (...) base tensor."""
         return self.own[name] if name in self.own else self.base[name]
 
     def linear(self, x, layer_kind: str):
         w, b = self.weight(f"{layer_kind}.w"), self.weight(f"{layer_kind}.b")
-        P = x.shape[0]
-        if w.dim() == 2:
-            y = x @ w
-        else:
-            y = torch.matmul(x.reshape(P, -1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+        y = _matmul(x, w)
         a = self.own.get(f"{layer_kind}.lora_a")
         if a is not None:  # LoRA, scale alpha / r = 1
-            lo = torch.matmul(torch.matmul(x.reshape(P, -1, x.shape[-1]), a), self.own[f"{layer_kind}.lora_b"])
-            y = y + lo.reshape(y.shape)
+            y = y + _matmul(_matmul(x, a), self.own[f"{layer_kind}.lora_b"])
         return y + (b if b.dim() == 1 else b[:, None, None])
 
     def layer_norm(self, x, name):
@@ -205,9 +212,7 @@ class Model:
             m = F.gelu(self.linear(self.layer_norm(x, f"h{l}.ln_2"), f"h{l}.mlp_fc"), approximate="tanh")
             x = x + _dropout(self.linear(m, f"h{l}.mlp_proj"), p_drop, generator)
         x = self.layer_norm(x, "ln_f")
-        head = self.weight("head.w")
-        logits = x @ head if head.dim() == 2 else torch.matmul(x.reshape(x.shape[0], -1, x.shape[-1]), head).reshape(
-            *x.shape[:-1], head.shape[-1])
+        logits = _matmul(x, self.weight("head.w"))
         if record:
             return logits, recording
         return logits
@@ -218,6 +223,14 @@ class Model:
         H = self.cfg.heads
         qkv = qkv.view(P, B, S, 3, H, self.cfg.d // H).permute(3, 0, 1, 4, 2, 5)
         return qkv[0], qkv[1], qkv[2]
+
+
+def _matmul(x, w):
+    """x (P, ..., D_in) @ w: a shared (D_in, D_out) or per-member (P, D_in, D_out) matrix."""
+    if w.dim() == 2:
+        return x @ w
+    P = x.shape[0]
+    return torch.matmul(x.reshape(P, -1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def _dropout(x, p: float, generator):

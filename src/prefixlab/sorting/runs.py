@@ -97,19 +97,19 @@ def evaluate(job: SortEvalJob, base: dict, tuned: dict[str, dict], device) -> xr
              "direction (L=1) %s", job.experiment, len(coords["probe"]), float(np.nanmax(data["theory_attention_dev"].values)),
              float(np.nanmax(data["theory_output_dev"].values)),
              "n/a" if job.model.prefix_length > 1 else f"{float(np.nanmax(data['theory_direction_dev'].values)):.2e}")
-    log.info("evaluate %s: trainable parameters per member %s", job.experiment, json_counts(job))
+    counts = json_counts(job)
+    log.info("evaluate %s: trainable parameters per member %s", job.experiment, counts)
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(experiment=job.experiment, prefix_length=job.model.prefix_length, layers=job.model.layers,
                     heads=job.model.heads, d=job.model.d,
-                    trainable_parameters=json_counts(job))
+                    trainable_parameters=counts)
     return ds
 
 
 def json_counts(job: SortEvalJob) -> str:
     """{run: trainable parameters per member} as JSON (fine-tuning: every weight)."""
     cfg = job.model
-    full = sum(t.numel() for t in gpt.init_weights(cfg).values())
-    counts = {run: {"prefix": cfg.prefix_parameters(), "lora": cfg.lora_parameters()}.get(rjob.method, full)
+    counts = {run: {"prefix": cfg.prefix_parameters(), "lora": cfg.lora_parameters()}.get(rjob.method, cfg.all_parameters())
               for run, rjob in job.runs.items()}
     return json.dumps(counts, sort_keys=True)
 

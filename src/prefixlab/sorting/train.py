@@ -55,8 +55,7 @@ def batch_tokens(streams: list[TaskStream], L: int, device):
 def member_loss(model: gpt.Model, tokens, outputs, train: bool, generator=None):
     """(P,) mean cross-entropy over the output positions of each member's batch."""
     logits = model.forward(tokens, train=train, generator=generator)
-    offset = 0 if "prefix" in model.own else model.cfg.prefix_length
-    logp = gpt.output_log_probs(logits, outputs, offset, model.cfg.digits)
+    logp = gpt.output_log_probs(logits, outputs, model.content_offset, model.cfg.digits)
     return -logp.mean(dim=(1, 2))
 
 
