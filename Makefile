@@ -1,13 +1,16 @@
 # Two commands from a fresh clone:
 #   make quick   - create .venv, install, rebuild every figure at quick scale (CPU)
 #   make test    - create .venv if needed, install, run the test suite
+# Every target runs Snakemake from .venv; the workflow then runs each job with the same
+# interpreter (workflow/rules/common.smk), whatever `python` is on the PATH.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+SCALE ?= quick
 STAMP := $(VENV)/.installed
 
-.PHONY: quick paper test lint report clean-venv
+.PHONY: setup quick paper test lint report gpu-check clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[workflow,test]'
 	touch $(STAMP)
 
+setup: $(STAMP)
+
 quick: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --config scale=quick -- all_figures
+	$(BIN)/snakemake --cores $(CORES) --config scale=$(SCALE) -- all_figures
 
 paper: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) all_figures
@@ -30,7 +35,12 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 report: $(STAMP)
-	$(BIN)/snakemake --config scale=quick --report results/quick/report.html
+	$(BIN)/snakemake --config scale=$(SCALE) --report results/$(SCALE)/report.html
+
+# On a CUDA machine: kernel tests on the GPU, kernel and population benchmarks, a timed
+# slice of every paper-scale job kind; one summary in benchmarks/out/gpu_check.md.
+gpu-check:
+	$(if $(wildcard $(STAMP)),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

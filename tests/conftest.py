@@ -155,13 +155,13 @@ def restore_global_state():
 
 
 @pytest.fixture(scope="session")
-def tiny_build(tmp_path_factory):
-    """The whole workflow at the tiny scale, run once locally on a private copy of the repo:
+def smoke_build(tmp_path_factory):
+    """The whole workflow at the smoke scale, run once locally on a private copy of the repo:
     (repo, NetCDF bytes right after the build) for the workflow and cluster tests."""
     from wfutil import copy_worktree, netcdf_snapshot, snakemake
 
     repo = copy_worktree(tmp_path_factory.mktemp("wf") / "repo")
     start = time.perf_counter()
     snakemake(repo, "all_figures")
-    print(f"tiny all_figures: {time.perf_counter() - start:.0f}s")
+    print(f"smoke all_figures: {time.perf_counter() - start:.0f}s")
     return repo, netcdf_snapshot(repo)

@@ -1,4 +1,4 @@
-"""The tiny-scale workflow through workflow/profiles/slurm on a real single-node SLURM.
+"""The smoke-scale workflow through profiles/slurm on a real single-node SLURM.
 
 A session fixture installs slurm-wlm and munge (Debian) when missing, starts the daemons,
 and stops them by PID afterwards. Skipped, with the reason, only where SLURM cannot be
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "tests/slurm/slurm_cluster.sh"
 # No accounting database here: the plugin must poll squeue, and quickly. The node has
 # 2 CPUs, so the figures' group job may ask for 2 cores (it runs them two at a time).
-SLURM = ["--profile", "workflow/profiles/slurm", "--cores", "2", "--slurm-status-command", "squeue",
+SLURM = ["--workflow-profile", "profiles/slurm", "--cores", "2", "--slurm-status-command", "squeue",
          "--slurm-init-seconds-before-status-checks", "1"]
 
 
@@ -48,11 +48,11 @@ def submitted_jobs(state: Path) -> list[str]:
 
 # Two experiments (pretrained and untrained paths) keep the cluster run to about a dozen
 # SLURM jobs: the plugin's polling makes each serial job cost seconds.
-SUBSET = "scales: {tiny: {run_experiments: [r2s, u2m], paper_b: {run_experiments: [b4_double_hist]}}}"
+SUBSET = "scales: {smoke: {run_experiments: [r2s, u2m], paper_b: {run_experiments: [b4_double_hist]}}}"
 
 
 @pytest.fixture(scope="module")
-def cluster_build(cluster, tiny_build, tmp_path_factory):
+def cluster_build(cluster, smoke_build, tmp_path_factory):
     repo = copy_worktree(tmp_path_factory.mktemp("slurm_wf") / "repo")
     (repo / "subset.yaml").write_text(SUBSET)
     before = len(submitted_jobs(cluster))
@@ -60,13 +60,13 @@ def cluster_build(cluster, tiny_build, tmp_path_factory):
     snakemake(repo, "all_figures", options=SLURM, extra_configs=["subset.yaml"], timeout=300, cores=False)
     elapsed = time.perf_counter() - start
     jobs = len(submitted_jobs(cluster)) - before
-    print(f"tiny all_figures on SLURM: {elapsed:.0f}s, {jobs} SLURM jobs")
+    print(f"smoke all_figures on SLURM: {elapsed:.0f}s, {jobs} SLURM jobs")
     return repo, jobs
 
 
-def test_every_target_built_and_identical_to_local_run(cluster_build, tiny_build):
+def test_every_target_built_and_identical_to_local_run(cluster_build, smoke_build):
     repo, jobs = cluster_build
-    local = tiny_build[1]
+    local = smoke_build[1]
     remote = {p: b for p, b in netcdf_snapshot(repo).items() if "/paper_a/" in p}
     assert len(remote) == 16, sorted(remote)  # pretrain 2, tune 4 + 4 searches, eval 4, states 2
     different = [p for p in remote if remote[p] != local[p]]
@@ -88,11 +88,11 @@ def test_scancel_fails_cleanly_and_rerun_resumes_identically(cluster, cluster_bu
     target = RES / "paper_a/tune/r2s_transformer.nc"
     outs = [target, RES / "paper_a/tune/r2s_transformer_search.nc", RES / "paper_a/tune/r2s_transformer.pt"]
     slow = repo / "slow.yaml"
-    slow.write_text("scales: {tiny: {tune: {steps: 1500, log_every: 20}}}")
+    slow.write_text("scales: {smoke: {tune: {steps: 1500, log_every: 20}}}")
     cmd = snakemake_cmd(str(target), options=SLURM, extra_configs=["subset.yaml", slow.name], cores=False)
     subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
     reference = {p: (repo / p).read_bytes() for p in outs}
-    log = repo / "logs/tiny/tune/r2s_transformer.log"
+    log = repo / "logs/smoke/tune/r2s_transformer.log"
     for p in outs:
         (repo / p).unlink()
     log.unlink()

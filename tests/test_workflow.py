@@ -1,4 +1,4 @@
-"""The Snakemake workflow end to end at the tiny test scale, on a private copy of the repo.
+"""The Snakemake workflow end to end at the smoke scale, on a private copy of the repo.
 
 One real run builds every target; the dry-run tests then check that a change reruns
 exactly the jobs it affects; the destructive tests (interruption, corrupt input) run last.
@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from wfutil import RES, TINY, planned_jobs, snakemake, snakemake_cmd
+from wfutil import RES, SCALE, check_all_figures, planned_jobs, snakemake, snakemake_cmd
 
 from prefixlab import storage
 
@@ -20,36 +20,27 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tiny_build):
-    return tiny_build[0]
+def repo(smoke_build):
+    return smoke_build[0]
 
 
 @pytest.fixture(scope="module")
-def built(tiny_build):
-    return tiny_build[0]
+def built(smoke_build):
+    return smoke_build[0]
 
 
 def test_lint_is_clean(repo):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", TINY], cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", *SCALE], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for rule" not in proc.stdout + proc.stderr
 
 
 def test_all_figures_builds_every_target(built):
-    figs = built / RES / "figures"
-    for name in ("fig1_r2s_headline", "fig2_states_r2s", "fig3_r2m_headline", "fig4_untrained", "fig6_states_r2m",
-                 "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt",
-                 "fig5_full_r2s_lstm", "fig5_full_u2m_transformer"):
-        for ext in ("pdf", "png"):
-            assert (figs / f"{name}.{ext}").stat().st_size > 1000, name
-    assert (figs / "table_softpt.md").read_text().strip()
-    lines = [l for l in (built / RES / "claims.md").read_text().splitlines() if re.match(r"^A\d ", l)]
-    assert [l.split()[0] for l in lines] == ["A1", "A2", "A3", "A4", "A5", "A6"]
-    assert all(l.split()[1] in ("PASS", "FAIL") for l in lines)
+    check_all_figures(built, "smoke")
     storage.read(built / RES / "claims.nc", "claims")
     ds = storage.read(built / RES / "paper_a/eval/r2s_transformer.nc", "eval")
     assert set(ds.eval_dist.values) == {"single", "mixture", "random"}
-    for log in (built / "logs/tiny/tune").glob("*.log"):
+    for log in (built / "logs/smoke/tune").glob("*.log"):
         assert re.search(r"step \d+/\d+ loss [\d.]+ .*elapsed", log.read_text()), log
 
 
@@ -70,7 +61,7 @@ def test_all_figures_builds_paper_b(built):
 
 
 def test_paper_b_run_change_reruns_that_run_only(built):
-    change = "scales: {tiny: {paper_b: {experiments: {b4_double_hist: {runs: {lora: {lr: 0.02}}}}}}}"
+    change = "scales: {smoke: {paper_b: {experiments: {b4_double_hist: {runs: {lora: {lr: 0.02}}}}}}}"
     jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "blora", change))
     assert jobs == {"sort_tune": 1, "sort_evaluate": 1, "figure_figB4_double_hist": 1, "figure_figB5_theory": 1,
                     "claims": 1, "all_figures": 1}, jobs
@@ -87,20 +78,20 @@ def _extra_config(repo, name, text):
 
 
 def test_tuning_change_reruns_tuning_and_downstream_only(built):
-    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "steps", "scales: {tiny: {tune: {steps: 13}}}"))
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "steps", "scales: {smoke: {tune: {steps: 13}}}"))
     assert "pretrain" not in jobs
     assert jobs["tune"] == 10 and jobs["evaluate"] == 10 and jobs["claims"] == 1
     assert not any(r.startswith(("sort_", "figure_figB")) for r in jobs), jobs  # Paper B is untouched
 
 
 def test_experiment_change_reruns_that_experiment_only(built):
-    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "exp", "scales: {tiny: {experiments: {r2s: {prefix_length: 4}}}}"))
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "exp", "scales: {smoke: {experiments: {r2s: {prefix_length: 4}}}}"))
     assert "pretrain" not in jobs
     assert jobs["tune"] == 2 and jobs["evaluate"] == 2 and jobs["internal_states"] == 2
 
 
 def test_figure_setting_reruns_figures_only(built):
-    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "dpi", "scales: {tiny: {figures: {dpi: 61}}}"))
+    jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "dpi", "scales: {smoke: {figures: {dpi: 61}}}"))
     assert jobs and all(r.startswith(("figure_", "table_")) or r == "all_figures" for r in jobs), jobs
     assert jobs["figure_fig5_full"] == 6
 
@@ -147,7 +138,7 @@ def test_corrupt_or_foreign_input_stops_dependent_rule(built):
             os.utime(tune_nc, (st.st_atime, st.st_mtime))
             proc = snakemake(built, str(eval_nc), options=["--forcerun", "evaluate"], check=False)
             assert proc.returncode != 0
-            log = (built / "logs/tiny/evaluate/r2s_lstm.log").read_text()
+            log = (built / "logs/smoke/evaluate/r2s_lstm.log").read_text()
             assert needle in log and "r2s_lstm.nc" in log, log
             assert not (built / eval_nc).exists()
     finally:
@@ -156,7 +147,7 @@ def test_corrupt_or_foreign_input_stops_dependent_rule(built):
 
 
 def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
-    slow = _extra_config(built, "slow", "scales: {tiny: {tune: {steps: 400, log_every: 20}}}")
+    slow = _extra_config(built, "slow", "scales: {smoke: {tune: {steps: 400, log_every: 20}}}")
     target = RES / "paper_a/tune/r2s_transformer.nc"
     outs = [target, RES / "paper_a/tune/r2s_transformer_search.nc", RES / "paper_a/tune/r2s_transformer.pt"]
     cmd = snakemake_cmd(str(target), extra_configs=slow)
@@ -165,9 +156,9 @@ def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
     reference = {p: (built / p).read_bytes() for p in outs}
     for p in outs:
         (built / p).unlink()
-    (built / "logs/tiny/tune/r2s_transformer.log").unlink()  # the reference run's log must not count as progress
+    (built / "logs/smoke/tune/r2s_transformer.log").unlink()  # the reference run's log must not count as progress
     proc = subprocess.Popen(cmd, cwd=built, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    log = built / "logs/tiny/tune/r2s_transformer.log"
+    log = built / "logs/smoke/tune/r2s_transformer.log"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and "step 40/" in log.read_text()):
         time.sleep(0.2)

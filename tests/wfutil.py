@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = "tests/tiny.yaml"
-RES = Path("results/tiny")
+SCALE = ["--config", "scale=smoke"]  # config.yaml's smoke scale: every rule, tiny sizes
+RES = Path("results/smoke")
 
 
 def copy_worktree(dest: Path) -> Path:
@@ -26,9 +26,9 @@ def copy_worktree(dest: Path) -> Path:
 
 
 def snakemake_cmd(*targets, options=(), extra_configs=(), cores=True):
-    # --configfile takes several values, so targets go after an explicit "--"
-    return [sys.executable, "-m", "snakemake", *(["--cores", "2"] if cores else []), *options,
-            "--configfile", TINY, *extra_configs, "--", *targets]
+    # --config and --configfile take several values, so targets go after an explicit "--"
+    return [sys.executable, "-m", "snakemake", *(["--cores", "2"] if cores else []), *options, *SCALE,
+            *(["--configfile", *extra_configs] if extra_configs else []), "--", *targets]
 
 
 def snakemake(repo, *targets, options=(), extra_configs=(), check=True, timeout=600, env=None, cores=True):
@@ -50,3 +50,25 @@ def planned_jobs(repo, *targets, extra_configs=(), options=()) -> dict[str, int]
 
 def netcdf_snapshot(repo: Path) -> dict[str, bytes]:
     return {str(p.relative_to(repo)): p.read_bytes() for p in sorted((repo / RES).rglob("*.nc"))}
+
+
+PAPER_A_FIGURES = ("fig1_r2s_headline", "fig2_states_r2s", "fig3_r2m_headline", "fig4_untrained", "fig6_states_r2m",
+                   "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt")
+PAPER_B_FIGURES = ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory")
+CLAIM_IDS = ["A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "B3", "B4", "B5"]
+
+
+def check_all_figures(repo, scale: str, fig5=("r2s_lstm", "r2s_transformer", "r2m_lstm", "u2m_transformer")) -> None:
+    """Every figure of both papers (PDF and PNG), the SoftPT table and the claims report
+    with a verdict for every claim exist under results/<scale>/; AssertionError otherwise."""
+    res = Path(repo) / "results" / scale
+    names = [*PAPER_A_FIGURES, *(f"fig5_full_{e}" for e in fig5), *PAPER_B_FIGURES]
+    for name in names:
+        for ext in ("pdf", "png"):
+            path = res / "figures" / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 1000, f"missing or empty: {path}"
+    assert (res / "figures/table_softpt.md").read_text().strip(), "empty SoftPT table"
+    verdicts = {m.group(1): m.group(2) for m in re.finditer(r"^([AB]\d) (\w+)", (res / "claims.md").read_text(), re.M)}
+    assert sorted(verdicts) == CLAIM_IDS, f"claims report lists {sorted(verdicts)}"
+    assert set(verdicts.values()) <= {"PASS", "FAIL"}, verdicts
+    assert (res / "claims.nc").stat().st_size > 0

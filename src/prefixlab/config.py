@@ -17,7 +17,34 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the key."""
 
 
-def _build(cls, data: dict[str, Any], where: str):
+class FieldError(ConfigError):
+    """A check inside a config class; `build` prefixes the key with where the class sits."""
+
+    def __init__(self, key: str, msg: str):
+        super().__init__(f"{key}: {msg}")
+        self.key, self.msg = key, msg
+
+
+def check(cond: bool, key: str, msg: str) -> None:
+    """The one form of a validity check: `key` is relative to the config class it guards.
+
+    Every check of a job's config runs in `settings.resolve` too (through the same
+    classes and job parsers), so a dry run catches it before any job starts."""
+    if not cond:
+        raise FieldError(key, msg)
+
+
+def require(data: Any, keys: tuple[str, ...], where: str) -> None:
+    """Structural check of a job dict (the workflow always writes these keys)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+
+
+def build(cls, data: dict[str, Any], where: str):
+    """A frozen config object from a plain dict; errors name `where`.<key>."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -36,14 +63,16 @@ def _build(cls, data: dict[str, Any], where: str):
         kwargs[f.name] = value
     try:
         obj = cls(**kwargs)
+    except FieldError as err:
+        raise ConfigError(f"{where}.{err.key}: {err.msg}") from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
     return obj
 
 
-def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}: {msg}")
+def _positive_ints(obj, keys) -> None:
+    for k in keys:
+        check(isinstance(getattr(obj, k), int) and getattr(obj, k) >= 1, k, "must be a positive integer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,16 +87,15 @@ class NetworkConfig:
     vocab: int = 2
 
     def __post_init__(self):
-        _check(self.arch in ("lstm", "transformer"), "network.arch", f"unknown arch {self.arch!r}")
-        for k in ("d", "width", "layers", "heads", "lora_rank", "vocab"):
-            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"network.{k}", "must be a positive integer")
-        _check(self.vocab >= 2, "network.vocab", "alphabet size must be >= 2")
+        check(self.arch in ("lstm", "transformer"), "arch", f"unknown arch {self.arch!r}")
+        _positive_ints(self, ("d", "width", "layers", "heads", "lora_rank", "vocab"))
+        check(self.vocab >= 2, "vocab", "alphabet size must be >= 2")
         if self.arch == "transformer":
-            _check(self.d % self.heads == 0, "network.heads", f"d={self.d} is not divisible by heads={self.heads}")
+            check(self.d % self.heads == 0, "heads", f"d={self.d} is not divisible by heads={self.heads}")
 
     @classmethod
     def from_dict(cls, data, where="network"):
-        return _build(cls, data, where)
+        return build(cls, data, where)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,17 +108,18 @@ class SourceConfig:
     alphas: tuple = (1.0, 1.0)
 
     def __post_init__(self):
-        _check(self.kind in ("single", "mixture", "random"), "source.kind", f"unknown source {self.kind!r}")
+        check(self.kind in ("single", "mixture", "random"), "kind", f"unknown source {self.kind!r}")
         if self.kind in ("single", "mixture"):
             rows = self.biases
-            _check(len(rows) >= 1 and all(len(r) == len(rows[0]) for r in rows), "source.biases", "rows must share one length")
+            check(len(rows) >= 1 and all(len(r) == len(rows[0]) for r in rows), "biases", "rows must share one length")
             for r in rows:
-                _check(all(p > 0 for p in r) and abs(sum(r) - 1) < 1e-6, "source.biases", f"{r} is not a probability vector with positive entries")
+                check(all(p > 0 for p in r) and abs(sum(r) - 1) < 1e-6, "biases", f"{list(r)} is not a probability vector with positive entries")
             if self.kind == "mixture":
-                _check(len(self.weights) == len(rows), "source.weights", "need one weight per component")
-                _check(all(w > 0 for w in self.weights) and abs(sum(self.weights) - 1) < 1e-6, "source.weights", "must be positive and sum to 1")
+                check(len(self.weights) == len(rows), "weights", "need one weight per component")
+                check(all(w > 0 for w in self.weights) and abs(sum(self.weights) - 1) < 1e-6, "weights",
+                      f"{list(self.weights)} must be positive and sum to 1")
         else:
-            _check(len(self.alphas) >= 2 and all(a > 0 for a in self.alphas), "source.alphas", "need >= 2 positive concentrations")
+            check(len(self.alphas) >= 2 and all(a > 0 for a in self.alphas), "alphas", "need >= 2 positive concentrations")
 
     @property
     def vocab(self) -> int:
@@ -98,7 +127,7 @@ class SourceConfig:
 
     @classmethod
     def from_dict(cls, data, where="source"):
-        return _build(cls, data, where)
+        return build(cls, data, where)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,14 +143,13 @@ class TrainConfig:
     log_every: int = 50
 
     def __post_init__(self):
-        for k in ("steps", "batch", "length", "log_every"):
-            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, k, "must be a positive integer")
-        _check(self.lr > 0, "lr", "must be > 0")
-        _check(self.clip > 0, "clip", "must be > 0")
+        _positive_ints(self, ("steps", "batch", "length", "log_every"))
+        check(self.lr > 0, "lr", "must be > 0")
+        check(self.clip > 0, "clip", "must be > 0")
 
     @classmethod
     def from_dict(cls, data, where="train"):
-        return _build(cls, data, where)
+        return build(cls, data, where)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,13 +171,12 @@ class TuneConfig:
     log_every: int = 50
 
     def __post_init__(self):
-        for k in ("steps", "batch", "length", "repetitions", "search_sequences", "log_every"):
-            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"tune.{k}", "must be a positive integer")
-        _check(isinstance(self.prefix_length, int) and self.prefix_length >= 1, "tune.prefix_length", "must be >= 1")
-        _check(self.lr > 0, "tune.lr", "must be > 0")
-        _check(self.clip_norm_over in ("all", "tuned"), "tune.clip_norm_over", f"must be 'all' or 'tuned', got {self.clip_norm_over!r}")
-        for m in self.methods:
-            _check(m in TUNING_METHODS, "tune.methods", f"unknown method {m!r}; known: {list(TUNING_METHODS)}")
+        _positive_ints(self, ("steps", "batch", "length", "repetitions", "search_sequences", "log_every", "prefix_length"))
+        check(self.lr > 0, "lr", "must be > 0")
+        check(self.clip > 0, "clip", "must be > 0")
+        check(self.clip_norm_over in ("all", "tuned"), "clip_norm_over", f"must be 'all' or 'tuned', got {self.clip_norm_over!r}")
+        unknown = [m for m in self.methods if m not in TUNING_METHODS]
+        check(not unknown, "methods", f"unknown method(s) {unknown}; known: {list(TUNING_METHODS)}")
 
     @property
     def gradient_methods(self) -> tuple[str, ...]:
@@ -157,7 +184,7 @@ class TuneConfig:
 
     @classmethod
     def from_dict(cls, data, where="tune"):
-        return _build(cls, data, where)
+        return build(cls, data, where)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,12 +199,12 @@ class EvalConfig:
     state_seed: int = 3
 
     def __post_init__(self):
-        for k in ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition", "state_positions"):
-            _check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, f"evaluate.{k}", "must be a positive integer")
+        _positive_ints(self, ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition",
+                              "state_positions"))
 
     @classmethod
     def from_dict(cls, data, where="evaluate"):
-        return _build(cls, data, where)
+        return build(cls, data, where)
 
 
 def sources_from_dict(data: dict) -> dict[str, SourceConfig]:
@@ -188,6 +215,6 @@ def sources_from_dict(data: dict) -> dict[str, SourceConfig]:
 
 
 __all__ = [
-    "ConfigError", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
+    "ConfigError", "FieldError", "check", "require", "build", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
     "sources_from_dict", "BASELINES", "field",
 ]

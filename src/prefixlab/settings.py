@@ -9,7 +9,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from prefixlab.config import ConfigError
+from prefixlab.config import ConfigError, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, build
+from prefixlab.jobs import EvalJob, PretrainJob
+from prefixlab.sorting.configs import DigitSpec
+from prefixlab.sorting.jobs import SortEvalJob, SortPretrainJob
 from prefixlab.types import TUNING_METHODS
 
 
@@ -68,7 +71,43 @@ def resolve(config: dict, schema_path: str | Path) -> dict:
         raise ConfigError(f"invalid configuration at scale {scale!r}:\n  " + "\n  ".join(errors))
     _check_references(resolved)
     _check_paper_b(resolved)
+    check_jobs(resolved)
     return resolved
+
+
+def check_jobs(cfg: dict) -> None:
+    """Every check a job makes of its config, made now for every job of the run.
+
+    Each section goes through the config class its jobs build (so the error names the
+    config key), then each job's own subtree through the parser its CLI command uses:
+    a bad value stops the dry run instead of a job hours into the run."""
+    for name, src in cfg["sources"].items():
+        _named(SourceConfig.from_dict, src, f"sources.{name}")
+    _named(TrainConfig.from_dict, cfg["pretrain"], "pretrain")
+    _named(EvalConfig.from_dict, cfg["evaluate"], "evaluate")
+    for exp in cfg["run_experiments"]:
+        variant = cfg["experiments"][exp]["network"]
+        for arch in cfg["archs"]:
+            _named(NetworkConfig.from_dict, network_subtree(cfg, variant, arch), f"networks.{variant}")
+            if cfg["experiments"][exp]["pretrained"]:
+                _named(PretrainJob.from_dict, pretrain_job(cfg, variant, arch))
+            _named(EvalJob.from_dict, eval_job(cfg, exp, arch))  # includes the experiment's tune job
+    b = cfg.get("paper_b")
+    if not b:
+        return
+    _named(build, DigitSpec, b["digits"], "paper_b.digits")
+    for exp in b["run_experiments"]:
+        _named(SortPretrainJob.from_dict, sort_pretrain_job(cfg, b["experiments"][exp]["model"]))
+        _named(SortEvalJob.from_dict, sort_eval_job(cfg, exp))  # includes every run's tune job
+
+
+def _named(parse, *args) -> None:
+    """Run a config parser; its error "key: problem" becomes "config key 'key': problem"."""
+    try:
+        parse(*args)
+    except ConfigError as err:
+        key, _, msg = str(err).partition(": ")
+        raise ConfigError(f"config key '{key}': {msg}") from None
 
 
 def _check_references(cfg: dict) -> None:
@@ -78,13 +117,6 @@ def _check_references(cfg: dict) -> None:
     for name, exp in cfg["experiments"].items():
         if exp["network"] not in cfg["networks"]:
             raise ConfigError(f"config key 'experiments.{name}.network': unknown network {exp['network']!r}; defined: {sorted(cfg['networks'])}")
-        if not exp["pretrained"] and "FullWT" in exp.get("methods", ()):
-            raise ConfigError(f"config key 'experiments.{name}.methods': FullWT is not offered for untrained networks")
-        for arch in cfg["archs"]:
-            if arch == "transformer":
-                net = cfg["networks"][exp["network"]]
-                if net.get("d", 128) % net.get("heads", 4):
-                    raise ConfigError(f"config key 'networks.{exp['network']}.heads': d={net.get('d', 128)} not divisible by heads")
         vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
         if len(vocab) != 1:
             raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")
@@ -97,16 +129,9 @@ def _check_paper_b(cfg: dict) -> None:
     for name in b["run_experiments"]:
         if name not in b["experiments"]:
             raise ConfigError(f"config key 'paper_b.run_experiments': unknown experiment {name!r}; defined: {sorted(b['experiments'])}")
-    for name, m in b["models"].items():
-        if m["d"] % m["heads"]:
-            raise ConfigError(f"config key 'paper_b.models.{name}.heads': d={m['d']} not divisible by heads={m['heads']}")
     for name, e in b["experiments"].items():
         if e["model"] not in b["models"]:
             raise ConfigError(f"config key 'paper_b.experiments.{name}.model': unknown model {e['model']!r}; defined: {sorted(b['models'])}")
-    ex = b["evaluate"]["example"]
-    n, top = b["digits"].get("digits", 10), b["digits"].get("max_digit", 7)
-    if len(ex) != n or max(ex) > top:
-        raise ConfigError(f"config key 'paper_b.evaluate.example': need {n} digits in 0..{top}, got {ex}")
 
 
 def sort_pretrain_job(cfg: dict, model: str) -> dict:

@@ -1,4 +1,4 @@
-"""Paper B jobs through the CLI at the tiny test scale: outputs, schemas and errors."""
+"""Paper B jobs through the CLI at the smoke scale: outputs, schemas and errors."""
 
 import copy
 import json
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def cfg():
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw = settings.deep_merge(raw, yaml.safe_load((ROOT / "tests/tiny.yaml").read_text()))
+    raw["scale"] = "smoke"
     return settings.resolve(raw, ROOT / "workflow/schemas/config.schema.yaml")
 
 
@@ -25,7 +25,7 @@ def run(*argv):
 
 @pytest.fixture(scope="module")
 def b4(cfg, tmp_path_factory):
-    """Pretrain, tune (prefix and LoRA) and evaluate experiment b4 at the tiny scale."""
+    """Pretrain, tune (prefix and LoRA) and evaluate experiment b4 at the smoke scale."""
     d = tmp_path_factory.mktemp("b4")
     model = cfg["paper_b"]["experiments"]["b4_double_hist"]["model"]
     assert run("sort-pretrain", "--config", json.dumps(settings.sort_pretrain_job(cfg, model)),

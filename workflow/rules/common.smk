@@ -1,8 +1,11 @@
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 SRC = Path(workflow.basedir) / "src"
 # Jobs import the package from this checkout, installed or not.
@@ -26,11 +29,31 @@ BENCH = f"{RES}/benchmarks"
 ARCHS = CFG["archs"]
 EXPS = CFG["run_experiments"]
 
+
+
+def job_path_entry():
+    """The directory whose `python` every job runs: the interpreter running Snakemake
+    (the virtualenv `make setup` builds, on the login node and, through the cluster
+    executor, on compute nodes too), or nothing when --sdm conda activates envs/."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return None
+    if importlib.util.find_spec("torch") is None:
+        raise WorkflowError(
+            f"prefixlab: the Python running Snakemake ({sys.executable}) has no torch, so its jobs could not run. "
+            "Run `make setup` once, then `source .venv/bin/activate` (or call .venv/bin/snakemake), "
+            "or let Snakemake build envs/prefixlab.yaml with --sdm conda.")
+    # not resolved: a virtualenv's python is a symlink to the base interpreter
+    return os.path.dirname(sys.executable)
+
+
 # Jobs import the package from this checkout too (installed or not). OpenMP threads
 # that spin while waiting make torch many times slower as soon as anything else
 # shares the CPU; passive waiting costs little when the CPU is idle.
 # (Doubled braces: the prefix is formatted like a shell command.)
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}} OMP_WAIT_POLICY=PASSIVE; ")
+_path = job_path_entry()
+shell.prefix("set -euo pipefail; "
+             + (f"export PATH={_path}:$PATH; " if _path else "")
+             + f"export PYTHONPATH={SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}} OMP_WAIT_POLICY=PASSIVE; ")
 
 wildcard_constraints:
     arch="lstm|transformer",

@@ -20,60 +20,16 @@ kernel; the prefix rows' own outputs are overwritten at the next layer and never
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from prefixlab.kernels.prefix_attention import prefix_attention
+from prefixlab.sorting.configs import LORA_MATRICES, METHODS, GPTConfig  # noqa: F401 (re-exported)
 from prefixlab.kernels.prefix_attention.naive import visibility
 
-LORA_MATRICES = ("attn_proj", "mlp_fc", "mlp_proj")
 DECAYED = ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj", "head")  # linear weights (weight decay applies)
-METHODS = ("finetune", "prefix", "lora")
 
-
-@dataclass(frozen=True, kw_only=True)
-class GPTConfig:
-    layers: int
-    heads: int
-    d: int
-    prefix_length: int  # L: slots before the input
-    ln_1: bool = True  # False: no LayerNorm before attention (SPEC 2.3 experiment 2)
-    dropout: float = 0.1
-    lora_rank: int = 1
-    vocab: int = 10
-    digits: int = 10
-    init_seed: int = 0
-
-    def __post_init__(self):
-        if self.d % self.heads:
-            raise ValueError(f"d={self.d} is not divisible by heads={self.heads}")
-        if min(self.layers, self.heads, self.d, self.prefix_length, self.lora_rank) < 1:
-            raise ValueError("layers, heads, d, prefix_length and lora_rank must all be >= 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
-
-    @property
-    def positions(self) -> int:
-        return self.prefix_length + 2 * self.digits - 1
-
-    def matrix_shape(self, kind: str) -> tuple[int, int]:
-        d = self.d
-        return {"attn_qkv": (d, 3 * d), "attn_proj": (d, d), "mlp_fc": (d, 4 * d), "mlp_proj": (4 * d, d)}[kind]
-
-    def lora_parameters(self) -> int:
-        return self.layers * sum(self.lora_rank * sum(self.matrix_shape(m)) for m in LORA_MATRICES)
-
-    def prefix_parameters(self) -> int:
-        return self.layers * self.prefix_length * self.d
-
-    def all_parameters(self) -> int:
-        """Every weight of the model (what full fine-tuning trains), as init_weights builds them."""
-        d = self.d
-        per_layer = sum(i * o + o for i, o in map(self.matrix_shape, ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj")))
-        per_layer += 2 * d * (2 if self.ln_1 else 1)
-        return (self.vocab + self.positions) * d + self.layers * per_layer + 2 * d + d * self.vocab
 
 
 def init_weights(cfg: GPTConfig) -> dict[str, torch.Tensor]:

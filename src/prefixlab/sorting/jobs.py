@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefixlab.config import ConfigError, _build
-from prefixlab.jobs import _require as _need
-from prefixlab.sorting.gpt import METHODS, GPTConfig
-from prefixlab.sorting.tasks import TASKS, DigitSpec
-from prefixlab.sorting.train import OptimConfig
+from prefixlab.config import build, check, require
+from prefixlab.sorting.configs import METHODS, TASKS, DigitSpec, GPTConfig, OptimConfig
 
 ARCH_KEYS = ("layers", "heads", "d", "prefix_length", "ln_1", "lora_rank", "init_seed")
 
 
 def gpt_config(model: dict, digits: DigitSpec, dropout: float, where: str) -> GPTConfig:
     arch = {k: v for k, v in model.items() if k in ARCH_KEYS}
-    return _build(GPTConfig, {**arch, "dropout": dropout, "vocab": digits.vocab, "digits": digits.digits}, where)
+    return build(GPTConfig, {**arch, "dropout": dropout, "vocab": digits.vocab, "digits": digits.digits}, where)
 
 
 def _tasks(tasks, where: str) -> tuple[str, ...]:
-    if not tasks:
-        raise ConfigError(f"{where}: no tasks given")
+    check(bool(tasks), where, "no tasks given")
     unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise ConfigError(f"{where}: unknown task(s) {unknown}; known: {list(TASKS)}")
+    check(not unknown, where, f"unknown task(s) {unknown}; known: {list(TASKS)}")
     return tuple(tasks)
 
 
@@ -39,12 +34,12 @@ class SortPretrainJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SortPretrainJob":
-        _need(d, ("name", "model", "digits", "train", "seeds"), "paper_b pretrain job")
+        require(d, ("name", "model", "digits", "train", "seeds"), "paper_b pretrain job")
         where = f"paper_b.models.{d['name']}"
-        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        digits = build(DigitSpec, d["digits"], "paper_b.digits")
         m, t = d["model"], d["train"]
-        _need(m, ("task", "steps", "lr"), where)
-        opt = _build(OptimConfig, {"steps": m["steps"], "lr": m["lr"], "batch": t["batch"], "clip": t["clip"],
+        require(m, ("task", "steps", "lr"), where)
+        opt = build(OptimConfig, {"steps": m["steps"], "lr": m["lr"], "batch": t["batch"], "clip": t["clip"],
                                    "weight_decay": t["weight_decay"]["finetune"], "log_every": t["log_every"]}, where)
         return cls(name=d["name"], model=gpt_config(m, digits, t["dropout"], where), digits=digits,
                    task=_tasks([m["task"]], f"{where}.task")[0], opt=opt, data_seed=d["seeds"]["pretrain_data"],
@@ -85,17 +80,15 @@ class SortTuneJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SortTuneJob":
-        _need(d, ("experiment", "run", "model", "digits", "train", "seeds", "spec", "repetitions"), "paper_b tune job")
+        require(d, ("experiment", "run", "model", "digits", "train", "seeds", "spec", "repetitions"), "paper_b tune job")
         where = f"paper_b.experiments.{d['experiment']}.runs.{d['run']}"
-        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        digits = build(DigitSpec, d["digits"], "paper_b.digits")
         s, t = d["spec"], d["train"]
-        _need(s, ("method", "tasks", "steps", "lr"), where)
-        if s["method"] not in METHODS:
-            raise ConfigError(f"{where}.method: unknown method {s['method']!r}; known: {list(METHODS)}")
+        require(s, ("method", "tasks", "steps", "lr"), where)
+        check(s["method"] in METHODS, f"{where}.method", f"unknown method {s['method']!r}; known: {list(METHODS)}")
         tasks = _tasks(s["tasks"], f"{where}.tasks")
-        if "random" in tasks:
-            raise ConfigError(f"{where}.tasks: 'random' is the pretraining mix, not a tuning target")
-        opt = _build(OptimConfig, {"steps": s["steps"], "lr": s["lr"], "batch": t["batch"], "clip": t["clip"],
+        check("random" not in tasks, f"{where}.tasks", "'random' is the pretraining mix, not a tuning target")
+        opt = build(OptimConfig, {"steps": s["steps"], "lr": s["lr"], "batch": t["batch"], "clip": t["clip"],
                                    "weight_decay": t["weight_decay"][s["method"]], "log_every": t["log_every"]}, where)
         seeds = d["seeds"]
         return cls(experiment=d["experiment"], run=d["run"], model=gpt_config(d["model"], digits, t.get("dropout", 0.0), where),
@@ -124,17 +117,17 @@ class SortEvalJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SortEvalJob":
-        _need(d, ("experiment", "model", "digits", "train", "seeds", "runs", "repetitions", "evaluate", "eval_tasks"),
+        require(d, ("experiment", "model", "digits", "train", "seeds", "runs", "repetitions", "evaluate", "eval_tasks"),
               "paper_b evaluate job")
         where = f"paper_b.experiments.{d['experiment']}"
-        digits = _build(DigitSpec, d["digits"], "paper_b.digits")
+        digits = build(DigitSpec, d["digits"], "paper_b.digits")
         runs = {name: SortTuneJob.from_dict({**d, "run": name, "spec": spec}) for name, spec in d["runs"].items()}
         e = d["evaluate"]
-        _need(e, ("samples", "seed", "chunk", "example", "shift_samples", "theory_samples", "theory_random_prefixes",
+        require(e, ("samples", "seed", "chunk", "example", "shift_samples", "theory_samples", "theory_random_prefixes",
                   "theory_seed"), "paper_b.evaluate")
         example = tuple(int(v) for v in e["example"])
-        if len(example) != digits.digits or not all(0 <= v <= digits.max_digit for v in example):
-            raise ConfigError(f"paper_b.evaluate.example: need {digits.digits} digits in 0..{digits.max_digit}, got {list(example)}")
+        check(len(example) == digits.digits and all(0 <= v <= digits.max_digit for v in example),
+              "paper_b.evaluate.example", f"need {digits.digits} digits in 0..{digits.max_digit}, got {list(example)}")
         return cls(experiment=d["experiment"], model=gpt_config(d["model"], digits, d["train"]["dropout"], where),
                    digits=digits, runs=runs, eval_tasks=_tasks(d["eval_tasks"], f"{where}.eval_tasks"),
                    samples=int(e["samples"]), seed=int(e["seed"]), chunk=int(e["chunk"]), example=example,

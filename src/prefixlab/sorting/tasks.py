@@ -6,34 +6,11 @@ S = L + 2N - 1 model positions (the last output digit is never fed back).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-PRETRAIN_TASKS = ("ascending", "descending", "add1", "add2")
-TASKS = PRETRAIN_TASKS + ("ascending_add1", "double_hist", "random")
+from prefixlab.sorting.configs import PRETRAIN_TASKS, TASKS, DigitSpec  # noqa: F401 (re-exported)
+
 SLOT_TOKEN = 0  # prefix slots hold digit 0's id outside prefix tuning
-
-
-@dataclass(frozen=True, kw_only=True)
-class DigitSpec:
-    digits: int = 10  # N: input and output length
-    max_digit: int = 7  # inputs draw from 0..max_digit
-    vocab: int = 10  # output alphabet 0..9 so that +2 fits
-    distinct_limit: int = 5  # inputs with more distinct digits are redrawn ...
-    redraw_prob: float = 0.5  # ... with this probability
-    test_mod: int = 4  # an input is test when hash % test_mod == 0
-
-    def __post_init__(self):
-        if self.max_digit + 2 >= self.vocab:
-            raise ValueError(f"max_digit {self.max_digit} + 2 must stay below vocab {self.vocab} (add2)")
-        if self.digits > self.vocab:
-            # double_hist writes counts up to digits - 1 (constant inputs are never drawn)
-            raise ValueError(f"digits {self.digits} must stay below vocab {self.vocab} (double_hist counts)")
-        if not 0 <= self.redraw_prob <= 1:
-            raise ValueError(f"redraw_prob must lie in [0, 1], got {self.redraw_prob}")
-        if self.test_mod < 2:
-            raise ValueError(f"test_mod must be >= 2, got {self.test_mod}")
 
 
 def task_output(task: str, inputs: np.ndarray) -> np.ndarray:

@@ -17,21 +17,12 @@ import torch
 
 from prefixlab.population import TrainingError
 from prefixlab.sorting import gpt
+from prefixlab.sorting.configs import OptimConfig  # noqa: F401 (re-exported)
 from prefixlab.sorting.tasks import DigitSpec, TaskStream, sequences
 
 log = logging.getLogger("prefixlab")
 
 BETAS, EPS = (0.9, 0.95), 1e-8
-
-
-@dataclass(frozen=True, kw_only=True)
-class OptimConfig:
-    steps: int
-    lr: float
-    batch: int = 64
-    clip: float = 1.0
-    weight_decay: float = 0.1  # on linear weights only (fine-tuning), on every tuned tensor otherwise
-    log_every: int = 500
 
 
 @dataclass
