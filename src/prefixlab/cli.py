@@ -1,7 +1,10 @@
-"""Command-line entry points the workflow calls: pretrain, tune, evaluate, states.
+"""Command-line entry points the workflow calls: pretrain, tune, evaluate, states and
+Paper B's sort-pretrain, sort-tune, sort-evaluate.
 
 Each reads a job config (a JSON/YAML file, or a JSON string) and writes its outputs
-atomically; a failure leaves no output behind.
+atomically; a failure leaves no output behind. A user mistake (config, input file,
+output path) ends in one line naming it and exit code 2, before any training;
+Ctrl-C in one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -26,11 +29,45 @@ log = logging.getLogger("prefixlab")
 
 def load_config(text: str) -> dict:
     if text.lstrip().startswith("{"):
-        return json.loads(text)
-    path = Path(text)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    return yaml.safe_load(path.read_text())
+        try:
+            cfg = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--config: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+        where = "--config"
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"config file {path}: not valid YAML or JSON{at}") from None
+        where = f"config file {path}"
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a mapping of config keys, got {type(cfg).__name__}")
+    return cfg
+
+
+def check_outputs(args) -> None:
+    """Fail before any work when an output cannot be written, and clear temporary files
+    that a killed earlier write of the same outputs left behind."""
+    for flag, value in vars(args).items():
+        if not flag.startswith("out_") or value is None:
+            continue
+        path = Path(value)
+        option = "--" + flag.replace("_", "-")
+        if path.is_dir():
+            raise ConfigError(f"{option} {path}: is a directory")
+        storage.remove_stale_temporaries(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = storage.temporary_path(path)
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
 
 
 def resolve_device(name: str) -> str:
@@ -41,8 +78,25 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _weights(path):
-    return storage.load_torch(path) if path else None
+def _weights(path, expected: dict | None = None):
+    """Weights from `path` (None without a path), checked against the names and shapes
+    of the network the job builds."""
+    if not path:
+        return None
+    weights = storage.load_torch(path)
+    if expected is not None:
+        storage.check_weights(weights, expected, path)
+    return weights
+
+
+def _coin_weights(path, job: TuneJob):
+    from prefixlab import networks
+    return _weights(path, networks.init_params(job.network) if path else None)
+
+
+def _gpt_weights(path, model):
+    from prefixlab.sorting import gpt
+    return _weights(path, gpt.init_weights(model))
 
 
 def cmd_pretrain(args, cfg):
@@ -58,7 +112,9 @@ def cmd_pretrain(args, cfg):
 def cmd_tune(args, cfg):
     from prefixlab import tune
     job = TuneJob.from_dict(cfg)
-    ds, hard_ds, state = tune.run(job, _weights(args.weights), args.device)
+    if job.pretrained and not args.weights:
+        raise ConfigError(f"tune {job.experiment}: a pretrained experiment needs --weights")
+    ds, hard_ds, state = tune.run(job, _coin_weights(args.weights, job), args.device)
     t = job.tune
     seeds = {"data_seeds": [t.data_seeds_start + r for r in range(t.repetitions)], "prefix_seed": t.prefix_seed,
              "search_seed": t.search_seed, "init_seed": job.network.init_seed}
@@ -83,14 +139,14 @@ def _eval_inputs(args, cfg):
 def cmd_evaluate(args, cfg):
     from prefixlab import evaluate
     job, tune_ds, state = _eval_inputs(args, cfg)
-    ds = evaluate.regrets(job, _weights(args.weights), tune_ds, state, args.device)
+    ds = evaluate.regrets(job, _coin_weights(args.weights, job.tune_job), tune_ds, state, args.device)
     storage.write(ds, args.out_nc, "eval", cfg, {"eval_seed": job.evaluate.seed})
 
 
 def cmd_states(args, cfg):
     from prefixlab import evaluate
     job, tune_ds, state = _eval_inputs(args, cfg)
-    ds = evaluate.internal_states(job, _weights(args.weights), tune_ds, state, args.device)
+    ds = evaluate.internal_states(job, _coin_weights(args.weights, job.tune_job), tune_ds, state, args.device)
     storage.write(ds, args.out_nc, "states", cfg, {"state_seed": job.evaluate.state_seed})
 
 
@@ -109,7 +165,7 @@ def cmd_sort_tune(args, cfg):
     from prefixlab.sorting import runs
     from prefixlab.sorting.jobs import SortTuneJob
     job = SortTuneJob.from_dict(cfg)
-    trained, ds = runs.tune(job, storage.load_torch(args.weights), args.device)
+    trained, ds = runs.tune(job, _gpt_weights(args.weights, job.model), args.device)
     seeds = {"data_seeds": job.data_seeds, "init_seeds": job.init_seeds, "dropout_seed": job.dropout_seed}
     with storage.Staging() as out:
         out.write(ds, args.out_nc, "sort_tune", cfg, seeds)
@@ -129,7 +185,7 @@ def cmd_sort_evaluate(args, cfg):
     missing = sorted(set(job.runs) - set(tuned))
     if missing:
         raise ConfigError(f"sort-evaluate {job.experiment}: no --tuned weights for run(s) {missing}")
-    ds = runs.evaluate(job, storage.load_torch(args.weights), tuned, args.device)
+    ds = runs.evaluate(job, _gpt_weights(args.weights, job.model), tuned, args.device)
     storage.write(ds, args.out_nc, "sort_eval", cfg, {"eval_seed": job.seed, "theory_seed": job.theory_seed})
 
 
@@ -186,11 +242,16 @@ def main(argv=None) -> int:
         if args.kernels == "triton" and (args.device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"
                                          or not kernels.triton_available()):
             raise ConfigError("--kernels triton needs Triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)")
-        COMMANDS[args.command](args, load_config(args.config))
+        cfg = load_config(args.config)
+        check_outputs(args)
+        COMMANDS[args.command](args, cfg)
     except (ConfigError, storage.DataError) as err:
         log.error("%s", err)
         return 2
     except TrainingError as err:
         log.error("%s; no output written", err)
         return 3
+    except KeyboardInterrupt:
+        log.error("interrupted; no output written")
+        return 130
     return 0

@@ -70,7 +70,7 @@ def build(cls, data: dict[str, Any], where: str):
     return obj
 
 
-def _positive_ints(obj, keys) -> None:
+def positive_ints(obj, keys) -> None:
     for k in keys:
         check(isinstance(getattr(obj, k), int) and getattr(obj, k) >= 1, k, "must be a positive integer")
 
@@ -88,7 +88,7 @@ class NetworkConfig:
 
     def __post_init__(self):
         check(self.arch in ("lstm", "transformer"), "arch", f"unknown arch {self.arch!r}")
-        _positive_ints(self, ("d", "width", "layers", "heads", "lora_rank", "vocab"))
+        positive_ints(self, ("d", "width", "layers", "heads", "lora_rank", "vocab"))
         check(self.vocab >= 2, "vocab", "alphabet size must be >= 2")
         if self.arch == "transformer":
             check(self.d % self.heads == 0, "heads", f"d={self.d} is not divisible by heads={self.heads}")
@@ -143,7 +143,7 @@ class TrainConfig:
     log_every: int = 50
 
     def __post_init__(self):
-        _positive_ints(self, ("steps", "batch", "length", "log_every"))
+        positive_ints(self, ("steps", "batch", "length", "log_every"))
         check(self.lr > 0, "lr", "must be > 0")
         check(self.clip > 0, "clip", "must be > 0")
 
@@ -171,7 +171,7 @@ class TuneConfig:
     log_every: int = 50
 
     def __post_init__(self):
-        _positive_ints(self, ("steps", "batch", "length", "repetitions", "search_sequences", "log_every", "prefix_length"))
+        positive_ints(self, ("steps", "batch", "length", "repetitions", "search_sequences", "log_every", "prefix_length"))
         check(self.lr > 0, "lr", "must be > 0")
         check(self.clip > 0, "clip", "must be > 0")
         check(self.clip_norm_over in ("all", "tuned"), "clip_norm_over", f"must be 'all' or 'tuned', got {self.clip_norm_over!r}")
@@ -199,7 +199,7 @@ class EvalConfig:
     state_seed: int = 3
 
     def __post_init__(self):
-        _positive_ints(self, ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition",
+        positive_ints(self, ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition",
                               "state_positions"))
 
     @classmethod
@@ -215,6 +215,6 @@ def sources_from_dict(data: dict) -> dict[str, SourceConfig]:
 
 
 __all__ = [
-    "ConfigError", "FieldError", "check", "require", "build", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
+    "ConfigError", "FieldError", "check", "positive_ints", "require", "build", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
     "sources_from_dict", "BASELINES", "field",
 ]

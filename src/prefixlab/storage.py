@@ -97,8 +97,18 @@ def check(ds: xr.Dataset, kind: str, where: str = "<dataset>") -> None:
             raise DataError(f"{where}: variable '{var}' has dims {tuple(ds[var].dims)}, expected {dims}")
 
 
-def _tmp_path(path: Path) -> Path:
+def temporary_path(path: Path) -> Path:
+    """Where this process writes `path` before renaming it into place."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries of `path` that a killed process left (its name, another pid)."""
+    stale = [p for p in path.parent.glob(f".{path.name}.tmp*") if p.name[len(path.name) + 5:].isdigit()] \
+        if path.parent.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 class Staging:
@@ -148,7 +158,7 @@ def _write_atomically(path, writer, publish: bool) -> Path:
     for a Staging to publish. A failed writer leaves nothing behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
+    tmp = temporary_path(path)
     try:
         writer(tmp)
     except BaseException:
@@ -183,6 +193,21 @@ def var(data, dims, units: str, long_name: str, **attrs) -> xr.Variable:
 
 def save_torch(obj, path: str | os.PathLike, publish: bool = True) -> Path:
     return _write_atomically(path, lambda tmp: torch.save(obj, tmp), publish)
+
+
+def check_weights(weights, expected: dict, path) -> None:
+    """DataError unless `weights` has exactly the tensors of `expected` with their shapes."""
+    if not isinstance(weights, dict):
+        raise DataError(f"{path}: not a weights file of this project (a {type(weights).__name__}, not a dict of tensors)")
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise DataError(f"{path}: weights of another network: missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+                        f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+    for name, tensor in expected.items():
+        got = tuple(getattr(weights[name], "shape", ()))
+        if got != tuple(tensor.shape):
+            raise DataError(f"{path}: weights of another size: '{name}' has shape {got}, this job's network needs "
+                            f"{tuple(tensor.shape)}")
 
 
 def load_torch(path: str | os.PathLike):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefixlab.config import check
+from prefixlab.config import check, positive_ints
 
 PRETRAIN_TASKS = ("ascending", "descending", "add1", "add2")
 TASKS = PRETRAIN_TASKS + ("ascending_add1", "double_hist", "random")
@@ -47,8 +47,7 @@ class GPTConfig:
     init_seed: int = 0
 
     def __post_init__(self):
-        for k in ("layers", "heads", "d", "prefix_length", "lora_rank"):
-            check(getattr(self, k) >= 1, k, "must be >= 1")
+        positive_ints(self, ("layers", "heads", "d", "prefix_length", "lora_rank"))
         check(self.d % self.heads == 0, "heads", f"d={self.d} is not divisible by heads={self.heads}")
         check(0 <= self.dropout < 1, "dropout", f"must lie in [0, 1), got {self.dropout}")
 
@@ -84,8 +83,7 @@ class OptimConfig:
     log_every: int = 500
 
     def __post_init__(self):
-        for k in ("steps", "batch", "log_every"):
-            check(isinstance(getattr(self, k), int) and getattr(self, k) >= 1, k, "must be a positive integer")
+        positive_ints(self, ("steps", "batch", "log_every"))
         check(self.lr > 0, "lr", "must be > 0")
         check(self.clip > 0, "clip", "must be > 0")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
