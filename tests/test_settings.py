@@ -125,3 +125,15 @@ def test_paper_b_tune_subtree_is_exactly_what_the_run_needs(base):
         assert settings.sort_tune_job(resolve(_mutate(base, path, value)), "b4_double_hist", "lora") == job
     ft = settings.sort_tune_job(cfg, "b1_descending", "finetune")
     assert ft["train"]["dropout"] == 0.1 and ft["train"]["weight_decay"] == {"finetune": 0.1}
+
+
+def test_nested_value_given_as_text_points_to_configfile(base):
+    """`--config 'tune={steps: 5}'` reaches the config as text; the error says what to do."""
+    with pytest.raises(ConfigError, match=r"config key 'tune.steps': '5' is not of type 'integer'.*--configfile"):
+        resolve(_mutate(base, ["tune", "steps"], "5"))
+
+
+def test_smoke_scale_resolves_and_covers_every_experiment_kind(base):
+    smoke = resolve({**base, "scale": "smoke"})
+    assert {"r2s", "r2m", "u2m", "r2s_d4", "r2s_L25"} <= set(smoke["run_experiments"])
+    assert smoke["paper_b"]["run_experiments"] == base["paper_b"]["run_experiments"]

@@ -146,29 +146,77 @@ def test_corrupt_or_foreign_input_stops_dependent_rule(built):
         os.utime(tune_nc, (st.st_atime, st.st_mtime))
 
 
-def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
-    slow = _extra_config(built, "slow", "scales: {smoke: {tune: {steps: 400, log_every: 20}}}")
-    target = RES / "paper_a/tune/r2s_transformer.nc"
-    outs = [target, RES / "paper_a/tune/r2s_transformer_search.nc", RES / "paper_a/tune/r2s_transformer.pt"]
-    cmd = snakemake_cmd(str(target), extra_configs=slow)
-    # uninterrupted reference run
+SLOW_TUNE = "scales: {smoke: {tune: {steps: 400, log_every: 20}}}"
+SLOW_OUTS = [RES / "paper_a/tune/r2s_transformer.nc", RES / "paper_a/tune/r2s_transformer_search.nc",
+             RES / "paper_a/tune/r2s_transformer.pt"]
+SLOW_LOG = "logs/smoke/tune/r2s_transformer.log"
+
+
+def _uninterrupted(built, cmd):
     subprocess.run(cmd, cwd=built, check=True, capture_output=True)
-    reference = {p: (built / p).read_bytes() for p in outs}
-    for p in outs:
+    reference = {p: (built / p).read_bytes() for p in SLOW_OUTS}
+    for p in SLOW_OUTS:
         (built / p).unlink()
-    (built / "logs/smoke/tune/r2s_transformer.log").unlink()  # the reference run's log must not count as progress
+    (built / SLOW_LOG).unlink()  # the reference run's log must not count as progress
+    return reference
+
+
+def _start_and_wait_for_progress(built, cmd):
     proc = subprocess.Popen(cmd, cwd=built, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    log = built / "logs/smoke/tune/r2s_transformer.log"
+    log = built / SLOW_LOG
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and "step 40/" in log.read_text()):
         time.sleep(0.2)
     assert "step 40/" in log.read_text(), "tuning did not start"
-    os.killpg(proc.pid, signal.SIGKILL)
+    return proc
+
+
+def _readme_recovery(built, cmd):
+    """The README's recipe after a killed Snakemake, as written: `--unlock` once, then the
+    same command (the default profile supplies rerun-incomplete)."""
+    subprocess.run([*cmd[:cmd.index("--")], "--unlock"], cwd=built, check=True, capture_output=True)
+    return subprocess.run(cmd, cwd=built, capture_output=True, text=True)
+
+
+def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
+    cmd = snakemake_cmd(str(SLOW_OUTS[0]), extra_configs=_extra_config(built, "slow", SLOW_TUNE))
+    reference = _uninterrupted(built, cmd)
+    proc = _start_and_wait_for_progress(built, cmd)
+    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job
     proc.wait()
-    for p in outs:
+    for p in SLOW_OUTS:
         assert not (built / p).exists(), f"{p} exists after SIGKILL"
-    # a killed Snakemake leaves its lock behind: unlock, then resume as the README says
-    subprocess.run(snakemake_cmd(options=["--unlock"], extra_configs=slow), cwd=built, check=True, capture_output=True)
-    subprocess.run(snakemake_cmd(str(target), options=["--rerun-incomplete"], extra_configs=slow), cwd=built, check=True, capture_output=True)
-    for p in outs:
+    rerun = _readme_recovery(built, cmd)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    for p in SLOW_OUTS:
+        assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"
+
+
+def test_killed_snakemake_recovers_by_the_readme_recipe(built):
+    """Only Snakemake is killed; its orphaned job runs on and writes its outputs, which
+    Snakemake's metadata still marks incomplete. The README's recipe reruns that job."""
+    cmd = snakemake_cmd(str(SLOW_OUTS[0]), extra_configs=_extra_config(built, "slow", SLOW_TUNE))
+    reference = _uninterrupted(built, cmd)
+    proc = _start_and_wait_for_progress(built, cmd)
+    os.kill(proc.pid, signal.SIGKILL)  # Snakemake itself, not the job
+    proc.wait()
+    deadline = time.time() + 300
+    while time.time() < deadline:  # the orphaned job finishes on its own
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    assert all((built / p).exists() for p in SLOW_OUTS), "the orphaned job did not finish"
+    again = subprocess.run(cmd, cwd=built, capture_output=True, text=True)
+    assert again.returncode != 0 and "locked" in again.stdout + again.stderr  # why the README says --unlock
+    # without the default profile's rerun-incomplete the outputs would be refused as incomplete
+    sep = cmd.index("--")
+    subprocess.run([*cmd[:sep], "--unlock"], cwd=built, check=True, capture_output=True)
+    bare = subprocess.run([*cmd[:sep], "--workflow-profile", "none", *cmd[sep:]], cwd=built, capture_output=True, text=True)
+    assert bare.returncode != 0 and "IncompleteFilesException" in bare.stdout + bare.stderr, bare.stdout + bare.stderr
+    rerun = _readme_recovery(built, cmd)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert re.search(r"^\s*tune\s+1$", rerun.stdout + rerun.stderr, re.M), rerun.stdout + rerun.stderr  # reran the job
+    for p in SLOW_OUTS:
         assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"

@@ -38,6 +38,10 @@ def _schema_errors(config: dict, schema: dict) -> list[str]:
                         f"config key '{_key(err.absolute_path)}': {err.message}")
         elif err.validator == "enum":
             msgs.append(f"config key '{_key(err.absolute_path)}': {err.instance!r} is not one of {err.validator_value}")
+        elif err.validator == "type" and isinstance(err.instance, str):
+            # Snakemake's --config key={a: 5} hands nested values over as text
+            msgs.append(f"config key '{_key(err.absolute_path)}': {err.message} (a nested value given as "
+                        "--config key={...} arrives as text: put it in a YAML file and pass --configfile FILE)")
         else:
             msgs.append(f"config key '{_key(err.absolute_path)}': {err.message}")
     return msgs

@@ -172,10 +172,22 @@ def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, s
     tl.store(DQ + base + rm[:, None] * E + re[None, :], dq, mask=(rm[:, None] < T) & (re[None, :] < E))
 
 
-def _settings(T: int, E: int) -> tuple[int, int, int, int]:
+def block_settings(T: int, E: int) -> tuple[int, int, int, int]:
     BE = block(E)
     BM = BN = 16 if T <= 16 or BE >= 128 else (32 if T <= 64 else 64)
     return BM, BN, BE, warps(BM * BE)
+
+
+# Argument types of each kernel, for ahead-of-time compilation (kernels/aot.py).
+_F, _I = "*fp32", "i32"
+_QKV = dict(Q=_F, K=_F, V=_F, PK=_F, PV=_F, VALID="*i8")
+_DIMS = dict(B=_I, H=_I, T=_I, Lp=_I, E=_I, scale="fp32")
+AOT_SIGNATURES = {
+    "attention_fwd": (_fwd_kernel, {**_QKV, "OUT": _F, "LSE": _F, **_DIMS}),
+    "attention_dkdv": (_bwd_dkdv_kernel, {**_QKV, "DO": _F, "LSE": _F, "DELTA": _F, "DK": _F, "DV": _F, "DPK": _F,
+                                          "DPV": _F, **_DIMS}),
+    "attention_dq": (_bwd_dq_kernel, {**_QKV, "DO": _F, "LSE": _F, "DELTA": _F, "DQ": _F, **_DIMS}),
+}
 
 
 def attention_fwd(q, k, v, prefix_k, prefix_v, key_valid, scale):
@@ -183,7 +195,7 @@ def attention_fwd(q, k, v, prefix_k, prefix_v, key_valid, scale):
     Lp = 0 if prefix_k is None else prefix_k.shape[2]
     out = torch.empty_like(q)
     lse = torch.empty(P, B, H, T, device=q.device, dtype=torch.float32)
-    BM, BN, BE, num_warps = _settings(T, E)
+    BM, BN, BE, num_warps = block_settings(T, E)
     pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)  # never read when Lp = 0
     _fwd_kernel[(triton.cdiv(T, BM), P * B * H)](
         q, k, v, pk, pv, key_valid if key_valid is not None else q, out, lse, B, H, T, Lp, E, scale,
@@ -198,7 +210,7 @@ def attention_bwd(dout, q, k, v, prefix_k, prefix_v, key_valid, out, lse, scale)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dpk_parts = torch.empty(P, B, H, Lp, E, device=q.device, dtype=torch.float32)
     dpv_parts = torch.empty_like(dpk_parts)
-    BM, BN, BE, num_warps = _settings(T, E)
+    BM, BN, BE, num_warps = block_settings(T, E)
     pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)
     valid = key_valid if key_valid is not None else q
     common = dict(HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
