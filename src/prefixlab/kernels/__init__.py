@@ -66,12 +66,3 @@ def block(n: int, floor: int = 16) -> int:
     while b < n:
         b *= 2
     return b
-
-
-def warps(block_elems: int) -> int:
-    """Warps from the size of a program's largest tile (Liger-style rule, no autotuning)."""
-    if block_elems >= 128 * 128:
-        return 8
-    if block_elems >= 64 * 64:
-        return 4
-    return 2

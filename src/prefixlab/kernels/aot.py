@@ -24,7 +24,9 @@ TARGETS = {
 }
 MAX_REGS_PER_THREAD = 255
 REGISTER_FILE = 64 * 1024  # 32-bit registers per SM, which one block must fit into
-SPILL_BUDGET_BYTES = 0  # spill stores allowed per kernel: none
+# Register spills slow a kernel but do not stop it from launching; reported, and held to this
+# budget (bytes of spill stores per thread) by the benchmark's --aot report, not by `fits`.
+SPILL_BUDGET_BYTES = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Resources:
 
     @property
     def problems(self) -> list[str]:
+        """What would stop this kernel from launching on the target."""
         lim = TARGETS[self.target]
         out = []
         if self.shared_bytes > lim["shared_bytes"]:
@@ -57,9 +60,11 @@ class Resources:
             out.append(f"{self.registers} registers per thread > {MAX_REGS_PER_THREAD}")
         if self.registers * 32 * self.launch.num_warps > REGISTER_FILE:
             out.append(f"{self.registers} registers x {32 * self.launch.num_warps} threads > register file {REGISTER_FILE}")
-        if self.spill_store_bytes > SPILL_BUDGET_BYTES:
-            out.append(f"{self.spill_store_bytes} B of register spill stores > budget {SPILL_BUDGET_BYTES} B")
         return out
+
+    @property
+    def spills_over_budget(self) -> bool:
+        return self.spill_store_bytes > SPILL_BUDGET_BYTES
 
 
 def _kernels() -> dict:
@@ -70,12 +75,12 @@ def _kernels() -> dict:
     return {**lstm.AOT_SIGNATURES, **att.AOT_SIGNATURES}
 
 
-def attention_shapes(cfg: dict) -> dict[tuple[int, int], set[str]]:
-    """(T, E) of every prefix-attention call the config's Transformer jobs make -> labels."""
-    shapes: dict[tuple[int, int], set[str]] = {}
+def attention_shapes(cfg: dict) -> dict[tuple[int, int, bool], set[str]]:
+    """(T, E, is Paper B) of every prefix-attention call the config's jobs make -> labels."""
+    shapes: dict[tuple[int, int, bool], set[str]] = {}
 
     def add(T, E, label):
-        shapes.setdefault((T, E), set()).add(label)
+        shapes.setdefault((T, E, label.startswith("paper_b")), set()).add(label)
 
     if "transformer" in cfg["archs"]:
         for exp in cfg["run_experiments"]:
@@ -113,14 +118,20 @@ def launches(cfg: dict) -> list[Launch]:
                 for dc in (False, True):
                     out.append(Launch("lstm_bwd", (("HAS_DC", dc), ("HAS_INIT", init), ("HAS_KEEP", keep),
                                                    ("BLOCK", lstm.BLOCK)), lstm.NUM_WARPS, used))
-    settings: dict[tuple, set[str]] = {}
-    for (T, E), labels in attention_shapes(cfg).items():
-        settings.setdefault(att.block_settings(T, E), set()).add(f"{sorted(labels)[0]} T={T} E={E}")
-    for (BM, BN, BE, nw), labels in sorted(settings.items()):
+    # (block settings, has key mask, has prefix keys) -> where they are used
+    variants: dict[tuple, set[str]] = {}
+    for (T, E, paper_b), labels in attention_shapes(cfg).items():
+        # Paper A masks pad keys and has no per-layer prefix; Paper B the other way round
+        key = (att.block_settings(T, E), not paper_b, paper_b)
+        variants.setdefault(key, set()).add(f"{', '.join(sorted(labels))} (T={T} E={E})")
+    for ((BM, BN, BE, nw), valid, prefix), labels in sorted(variants.items()):
         used = "; ".join(sorted(labels))
-        for kernel in ("attention_fwd", "attention_dkdv", "attention_dq"):
-            for valid in (False, True):
-                out.append(Launch(kernel, (("HAS_VALID", valid), ("BM", BM), ("BN", BN), ("BE", BE)), nw, used))
+        blocks = (("BM", BM), ("BN", BN), ("BE", BE))
+        for has_valid in (False, True) if valid else (False,):
+            v = (("HAS_VALID", has_valid),)
+            out += [Launch("attention_fwd", v + blocks, nw, used), Launch("attention_dq", v + blocks, nw, used)]
+            out += [Launch("attention_dkdv", v + (("IS_PREFIX", p),) + blocks, nw, used)
+                    for p in ((False, True) if prefix else (False,))]
     return out
 
 
@@ -174,9 +185,53 @@ def report_lines(results: list[Resources]) -> list[str]:
     for r in results:
         consts = ",".join(f"{k}={v}" for k, v in r.launch.constexprs)
         verdict = "fits" if not r.problems else "DOES NOT FIT: " + "; ".join(r.problems)
+        if r.spills_over_budget:
+            verdict += f" (spills over the {SPILL_BUDGET_BYTES} B budget)"
         lines.append(f"{r.launch.kernel:16} {r.target:6} {consts:44} {r.launch.num_warps:5d} {r.shared_bytes:9d} "
                      f"{r.registers:5d} {r.spill_store_bytes:>6d}/{r.spill_load_bytes:<7d}  {verdict}")
     return lines
 
 
-__all__ = ["TARGETS", "Launch", "Resources", "attention_shapes", "launches", "compile_launch", "report_lines"]
+def main(argv=None) -> int:
+    """python -m prefixlab.kernels.aot [--scale paper] [--json FILE]: compile every kernel the
+    scale launches for sm_80 and sm_90, print the resources, exit 1 if one would not launch."""
+    import argparse
+    import json
+    import os
+    import sys
+
+    import yaml
+
+    from prefixlab import settings
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("aot: unset TRITON_INTERPRET: interpreted kernels cannot be compiled", file=sys.stderr)
+        return 2
+    ap = argparse.ArgumentParser(prog="python -m prefixlab.kernels.aot", description=main.__doc__)
+    ap.add_argument("--scale", action="append", help="config scale(s); default: paper")
+    ap.add_argument("--config", default="config.yaml")
+    ap.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    raw = yaml.safe_load(Path(args.config).read_text())
+    wanted: dict[Launch, None] = {}
+    for scale in args.scale or ["paper"]:
+        cfg = settings.resolve({**raw, "scale": scale}, args.schema)
+        wanted.update(dict.fromkeys(launches(cfg)))
+    results = [compile_launch(launch, target) for launch in wanted for target in TARGETS]
+    print("\n".join(report_lines(results)))
+    bad = [r for r in results if r.problems]
+    spilling = [r for r in results if r.spills_over_budget]
+    print(f"aot: {len(results)} compiled kernels, {len(bad)} would not launch, {len(spilling)} spill registers "
+          f"(max {max((r.spill_store_bytes for r in results), default=0)} B of spill stores per thread)")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{
+            "kernel": r.launch.kernel, "target": r.target, "constexprs": dict(r.launch.constexprs),
+            "num_warps": r.launch.num_warps, "used_by": r.launch.used_by, "shared_bytes": r.shared_bytes,
+            "registers": r.registers, "spill_store_bytes": r.spill_store_bytes, "problems": r.problems}
+            for r in results], indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

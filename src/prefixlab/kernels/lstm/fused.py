@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK = 1024  # elements of (N, W) per program
+BLOCK = 512  # elements of (N, W) per program: 8 per thread keeps the backward free of spills
 NUM_WARPS = 4
 
 

@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from prefixlab.kernels import block, warps
+from prefixlab.kernels import block
 
 # finite "minus infinity": a fully masked block leaves the running max unchanged
 # (constexpr: compiled kernels may only read constexpr globals)
@@ -94,28 +94,29 @@ def _probs_and_ds(q, do, lse, delta, k, v, visible, scale):
 
 @triton.jit(do_not_specialize=["T", "Lp"])
 def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B, H, T, Lp, E, scale,
-                     HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
+                     HAS_VALID: tl.constexpr, IS_PREFIX: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                     BE: tl.constexpr):
+    """dK, dV of one key block: a prefix block (IS_PREFIX, launched over cdiv(Lp, BN) blocks)
+    or a content block. Two compiled variants instead of a run-time branch keep only one
+    path's tiles live, which is what keeps this kernel free of register spills."""
     zh = tl.program_id(1)
     p = zh // (B * H)
     h = zh % H
-    n_prefix_blocks = tl.cdiv(Lp, BN)
     blk = tl.program_id(0)
+    rn = blk * BN + tl.arange(0, BN)
     re = tl.arange(0, BE)
     base = zh * T * E
-    is_prefix = blk < n_prefix_blocks
-    if is_prefix:
-        rn = blk * BN + tl.arange(0, BN)
+    if IS_PREFIX:
         kmask = (rn[:, None] < Lp) & (re[None, :] < E)
         pbase = (p * H + h) * Lp * E
         k = _rows(PK, pbase, rn, Lp, E, BE)
         v = _rows(PV, pbase, rn, Lp, E, BE)
-        first_q = blk * 0  # a run-time zero: both branches must give first_q the same type
+        first_q = 0
     else:
-        rn = (blk - n_prefix_blocks) * BN + tl.arange(0, BN)
         kmask = (rn[:, None] < T) & (re[None, :] < E)
         k = _rows(K, base, rn, T, E, BE)
         v = _rows(V, base, rn, T, E, BE)
-        first_q = ((blk - n_prefix_blocks) * BN // BM) * BM
+        first_q = (blk * BN // BM) * BM
     dk = tl.zeros((BN, BE), dtype=tl.float32)
     dv = tl.zeros((BN, BE), dtype=tl.float32)
     for start in range(first_q, T, BM):
@@ -124,14 +125,14 @@ def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B
         do = _rows(DO, base, rm, T, E, BE)
         lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
         delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
-        if is_prefix:
+        if IS_PREFIX:
             visible = (rm[:, None] < T) & (rn[None, :] < Lp)
         else:
             visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
         pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
         dv += tl.dot(tl.trans(pr), do, input_precision="ieee")
         dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
-    if is_prefix:
+    if IS_PREFIX:
         # per (member, batch, head) partial sums; the host sums them over the batch
         pout = zh * Lp * E + rn[:, None] * E + re[None, :]
         tl.store(DPK + pout, dk, mask=kmask)
@@ -173,9 +174,12 @@ def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, s
 
 
 def block_settings(T: int, E: int) -> tuple[int, int, int, int]:
+    """(BM, BN, BE, warps). The fp32 dot products hold their operands in registers: blocks
+    of at most 32 rows and eight warps from 1024-element tiles on keep the dK/dV kernel
+    from spilling (kernels/aot.py measures it; E = 96, a 128-wide tile, still spills)."""
     BE = block(E)
-    BM = BN = 16 if T <= 16 or BE >= 128 else (32 if T <= 64 else 64)
-    return BM, BN, BE, warps(BM * BE)
+    BM = BN = 16 if T <= 16 or BE >= 64 else 32
+    return BM, BN, BE, 8 if BM * BE >= 1024 else 4
 
 
 # Argument types of each kernel, for ahead-of-time compilation (kernels/aot.py).
@@ -214,8 +218,10 @@ def attention_bwd(dout, q, k, v, prefix_k, prefix_v, key_valid, out, lse, scale)
     pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)
     valid = key_valid if key_valid is not None else q
     common = dict(HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
-    _bwd_dkdv_kernel[(triton.cdiv(Lp, BN) + triton.cdiv(T, BN), P * B * H)](
-        q, k, v, pk, pv, valid, dout, lse, delta, dk, dv, dpk_parts, dpv_parts, B, H, T, Lp, E, scale, **common)
+    dkdv_args = (q, k, v, pk, pv, valid, dout, lse, delta, dk, dv, dpk_parts, dpv_parts, B, H, T, Lp, E, scale)
+    _bwd_dkdv_kernel[(triton.cdiv(T, BN), P * B * H)](*dkdv_args, IS_PREFIX=False, **common)
+    if Lp:
+        _bwd_dkdv_kernel[(triton.cdiv(Lp, BN), P * B * H)](*dkdv_args, IS_PREFIX=True, **common)
     _bwd_dq_kernel[(triton.cdiv(T, BM), P * B * H)](
         q, k, v, pk, pv, valid, dout, lse, delta, dq, B, H, T, Lp, E, scale, **common)
     if prefix_k is None:
