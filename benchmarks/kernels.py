@@ -1,6 +1,7 @@
 """Fused kernels against the best PyTorch paths, forward + backward, side by side.
 
 python benchmarks/kernels.py [--members 80] [--batch 256] [--repeats 10]
+python benchmarks/kernels.py --aot     # resources of every launch, compiled for sm_80 / sm_90 on any machine
 
 LSTM (population of P members, batch B, T = 57 = 1 + 6 + 50 positions, width 128, input 128):
   fused        kernels.lstm (Triton)                       CUDA only
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from prefixlab import kernels
 from prefixlab.kernels.lstm import lstm_recurrence
 from prefixlab.kernels.prefix_attention import prefix_attention
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:
@@ -102,7 +106,15 @@ def main():
     ap.add_argument("--members", type=int, default=80)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--aot", action="store_true",
+                    help="instead: compile every kernel the paper and quick scales launch for sm_80 and sm_90 "
+                         "(no GPU needed) and print shared memory, registers and spills")
     args = ap.parse_args()
+    if args.aot:
+        from prefixlab.kernels import aot
+        raise SystemExit(aot.main(["--scale", "paper", "--scale", "quick",
+                                   "--config", str(ROOT / "config.yaml"),
+                                   "--schema", str(ROOT / "workflow/schemas/config.schema.yaml")]))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     P, B = args.members, args.batch
     if device.type == "cpu":
