@@ -214,11 +214,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text())
-    wanted: dict[Launch, None] = {}
+    wanted: dict[tuple, Launch] = {}  # one compile per variant; its uses from every scale
     for scale in args.scale or ["paper"]:
         cfg = settings.resolve({**raw, "scale": scale}, args.schema)
-        wanted.update(dict.fromkeys(launches(cfg)))
-    results = [compile_launch(launch, target) for launch in wanted for target in TARGETS]
+        for launch in launches(cfg):
+            key = (launch.kernel, launch.constexprs, launch.num_warps)
+            used = f"{scale}: {launch.used_by}"
+            if key in wanted:
+                used = f"{wanted[key].used_by} | {used}"
+            wanted[key] = Launch(launch.kernel, launch.constexprs, launch.num_warps, used)
+    results = [compile_launch(launch, target) for launch in wanted.values() for target in TARGETS]
     print("\n".join(report_lines(results)))
     bad = [r for r in results if r.problems]
     spilling = [r for r in results if r.spills_over_budget]
