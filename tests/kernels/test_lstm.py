@@ -31,6 +31,8 @@ def make(P, B, T, W, pads, init, seed=0):
     (5, 3, 7, 24, True, False),
     (2, 19, 7, 8, False, True),
     (5, 2, 57, 5, True, True),
+    (2, 3, 9, 128, True, True),  # the paper's widths
+    (1, 2, 5, 256, False, False),
 ])
 def test_forward_states_and_gradients_match_reference(P, B, T, W, pads, init):
     xproj, wh, keep, h0, c0 = make(P, B, T, W, pads, init)

@@ -30,6 +30,9 @@ def make(P, B, H, T, E, Lp, pads, seed=0):
     (2, 3, 2, 57, 8, 6, False),
     (2, 5, 2, 57, 16, 0, True),
     (1, 2, 1, 20, 8, 19, True),
+    (1, 2, 2, 57, 32, 0, True),  # the paper's head widths: Paper A (d 128, 4 heads), Maxi and Paper B (64), b1 (96)
+    (1, 2, 2, 29, 64, 10, False),
+    (1, 2, 1, 19, 96, 1, False),
 ])
 def test_forward_and_gradients_match_reference(P, B, H, T, E, Lp, pads):
     q, k, v, pk, pv, valid = make(P, B, H, T, E, Lp, pads)
