@@ -64,6 +64,35 @@ class Clock:
         return bool(self.budget) and time.perf_counter() - self.start > self.budget
 
 
+def line(e: Estimate) -> str:
+    per = f"{e.per_step * 1e3:8.1f}ms" if e.per_step else ""
+    return f"{e.paper:5} {e.kind:14} {e.job:28} {per:>10} {e.fixed:8.1f} {e.steps or '':>7} {e.seconds:9.0f}s  {e.note}"
+
+
+class Estimates(list):
+    """Printed as they come, so a run stopped early still shows what it measured."""
+
+    def append(self, e: Estimate) -> None:
+        super().append(e)
+        print(line(e), flush=True)
+
+    def __iadd__(self, more):
+        for e in more:
+            self.append(e)
+        return self
+
+
+def guarded(out: Estimates, paper: str, kind: str, jobs: list[str], measure) -> None:
+    """measure() appends its estimates; a job that does not fit in memory is recorded as such."""
+    try:
+        measure()
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and "memory" not in str(err).lower() and "alloc" not in str(err).lower():
+            raise
+        for job in jobs:
+            out.append(Estimate(paper, kind, job, float("nan"), note=f"out of memory ({str(err)[:60]})"))
+
+
 def by_steps(clock: Clock, run, s: int, configured: int, warm: bool):
     """run(k) trains k steps; returns (estimated seconds, per step, fixed, output of the s-step run)."""
     if warm:
@@ -81,8 +110,8 @@ def cost_class(cfg: dict, exp: str) -> tuple:
             tuple(settings.experiment_methods(cfg, exp)))
 
 
-def paper_a(cfg: dict, clock: Clock, s: int, warm: bool) -> list[Estimate]:
-    out, dev = [], clock.device
+def paper_a(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None:
+    dev = clock.device
     for arch in cfg["archs"]:
         variants = sorted({cfg["experiments"][e]["network"] for e in cfg["run_experiments"]
                            if cfg["experiments"][e]["pretrained"]})
@@ -92,91 +121,98 @@ def paper_a(cfg: dict, clock: Clock, s: int, warm: bool) -> list[Estimate]:
                 continue
             job = PretrainJob.from_dict(settings.pretrain_job(cfg, v, arch))
 
-            def run(k, job=job):
-                return pretrain.run(dataclasses.replace(job, train=dataclasses.replace(job.train, steps=k, log_every=QUIET)), dev)
+            def measure(job=job, v=v):
+                def run(k):
+                    return pretrain.run(dataclasses.replace(job, train=dataclasses.replace(job.train, steps=k, log_every=QUIET)), dev)
 
-            sec, per, fixed, _ = by_steps(clock, run, s, job.train.steps, warm)
-            out.append(Estimate("a", "pretrain", f"{arch}_{v}", sec, per, fixed, job.train.steps))
+                sec, per, fixed, _ = by_steps(clock, run, s, job.train.steps, warm)
+                out.append(Estimate("a", "pretrain", f"{arch}_{v}", sec, per, fixed, job.train.steps))
+
+            guarded(out, "a", "pretrain", [f"{arch}_{v}"], measure)
         classes: dict[tuple, list[str]] = {}
         for exp in cfg["run_experiments"]:
             classes.setdefault(cost_class(cfg, exp), []).append(exp)
         for exps in classes.values():
-            exp = exps[0]
+            names = [f"{e}_{arch}" for e in exps]
             if clock.spent:
-                out += [Estimate("a", k, f"{e}_{arch}", float("nan"), note="not measured (budget)")
-                        for e in exps for k in ("tune", "evaluate")]
+                out += [Estimate("a", k, n, float("nan"), note="not measured (budget)") for n in names for k in ("tune", "evaluate")]
                 continue
-            ej = EvalJob.from_dict(settings.eval_job(cfg, exp, arch))
-            job = ej.tune_job
-            weights = networks.init_params(job.network)
 
-            def run(k, job=job, weights=weights):
-                return tune.run(dataclasses.replace(job, tune=dataclasses.replace(job.tune, steps=k, log_every=QUIET)),
-                                weights, dev)
+            def measure(exp=exps[0], exps=exps):
+                ej = EvalJob.from_dict(settings.eval_job(cfg, exp, arch))
+                job = ej.tune_job
+                weights = networks.init_params(job.network)
 
-            sec, per, fixed, (tune_ds, _, state) = by_steps(clock, run, s, job.tune.steps, warm)
-            n = min(ej.evaluate.chunk, ej.evaluate.sequences)
-            part = dataclasses.replace(ej, evaluate=dataclasses.replace(ej.evaluate, sequences=n))
-            t_eval, _ = clock(lambda: evaluate.regrets(part, weights if job.pretrained else None, tune_ds, state, dev))
-            eval_sec = t_eval * ej.evaluate.sequences / n
-            same = f"timed as {exp}" if len(exps) > 1 else ""
-            for e in exps:
-                out.append(Estimate("a", "tune", f"{e}_{arch}", sec, per, fixed, job.tune.steps, same))
-                out.append(Estimate("a", "evaluate", f"{e}_{arch}", eval_sec, note=f"{n} of {ej.evaluate.sequences} sequences"))
-    return out
+                def run(k):
+                    return tune.run(dataclasses.replace(job, tune=dataclasses.replace(job.tune, steps=k, log_every=QUIET)),
+                                    weights, dev)
+
+                sec, per, fixed, (tune_ds, _, state) = by_steps(clock, run, s, job.tune.steps, warm)
+                same = f"timed as {exp}" if len(exps) > 1 else ""
+                for e in exps:
+                    out.append(Estimate("a", "tune", f"{e}_{arch}", sec, per, fixed, job.tune.steps, same))
+                n = min(ej.evaluate.chunk, ej.evaluate.sequences)
+                part = dataclasses.replace(ej, evaluate=dataclasses.replace(ej.evaluate, sequences=n))
+                t_eval, _ = clock(lambda: evaluate.regrets(part, weights if job.pretrained else None, tune_ds, state, dev))
+                for e in exps:
+                    out.append(Estimate("a", "evaluate", f"{e}_{arch}", t_eval * ej.evaluate.sequences / n,
+                                        note=f"{n} of {ej.evaluate.sequences} sequences"))
+
+            guarded(out, "a", "tune/evaluate", names, measure)
 
 
-def paper_b(cfg: dict, clock: Clock, s: int, warm: bool) -> list[Estimate]:
-    out, dev, b = [], clock.device, cfg["paper_b"]
+def paper_b(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None:
+    dev, b = clock.device, cfg["paper_b"]
     pretrained = {}
-    for exp in b["run_experiments"]:
-        name = b["experiments"][exp]["model"]
-        if name in pretrained:
-            continue
-        job = SortPretrainJob.from_dict(settings.sort_pretrain_job(cfg, name))
+    for name in dict.fromkeys(b["experiments"][exp]["model"] for exp in b["run_experiments"]):
         if clock.spent:
             out.append(Estimate("b", "sort_pretrain", name, float("nan"), note="not measured (budget)"))
             continue
+        job = SortPretrainJob.from_dict(settings.sort_pretrain_job(cfg, name))
 
-        def run(k, job=job):
-            return runs.pretrain(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)), dev)
+        def measure(job=job, name=name):
+            def run(k):
+                return runs.pretrain(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)), dev)
 
-        sec, per, fixed, (weights, _) = by_steps(clock, run, s, job.opt.steps, warm)
-        pretrained[name] = weights
-        out.append(Estimate("b", "sort_pretrain", name, sec, per, fixed, job.opt.steps))
+            sec, per, fixed, (weights, _) = by_steps(clock, run, s, job.opt.steps, warm)
+            pretrained[name] = weights
+            out.append(Estimate("b", "sort_pretrain", name, sec, per, fixed, job.opt.steps))
+
+        guarded(out, "b", "sort_pretrain", [name], measure)
     for exp in b["run_experiments"]:
         base = pretrained.get(b["experiments"][exp]["model"])
         ej = SortEvalJob.from_dict(settings.sort_eval_job(cfg, exp))
         tuned = {}
-        for run_name, rjob in ej.runs.items():
+        for run_name in ej.runs:
             if clock.spent or base is None:
-                out.append(Estimate("b", "sort_tune", f"{exp}_{run_name}", float("nan"), note="not measured (budget)"))
+                out.append(Estimate("b", "sort_tune", f"{exp}_{run_name}", float("nan"), note="not measured"))
                 continue
             job = SortTuneJob.from_dict(settings.sort_tune_job(cfg, exp, run_name))
 
-            def run(k, job=job):
-                return runs.tune(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)),
-                                 base, dev)
+            def measure(job=job, run_name=run_name):
+                def run(k):
+                    return runs.tune(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)),
+                                     base, dev)
 
-            sec, per, fixed, (trained, _) = by_steps(clock, run, s, job.opt.steps, warm)
-            tuned[run_name] = trained
-            out.append(Estimate("b", "sort_tune", f"{exp}_{run_name}", sec, per, fixed, job.opt.steps))
+                sec, per, fixed, (trained, _) = by_steps(clock, run, s, job.opt.steps, warm)
+                tuned[run_name] = trained
+                out.append(Estimate("b", "sort_tune", f"{exp}_{run_name}", sec, per, fixed, job.opt.steps))
+
+            guarded(out, "b", "sort_tune", [f"{exp}_{run_name}"], measure)
         if clock.spent or len(tuned) < len(ej.runs):
-            out.append(Estimate("b", "sort_evaluate", exp, float("nan"), note="not measured (budget)"))
+            out.append(Estimate("b", "sort_evaluate", exp, float("nan"), note="not measured"))
             continue
-        n = min(ej.chunk, ej.samples)
-        t_eval, _ = clock(lambda: runs.evaluate(dataclasses.replace(ej, samples=n), base, tuned, dev))
-        out.append(Estimate("b", "sort_evaluate", exp, t_eval * ej.samples / n, note=f"{n} of {ej.samples} samples"))
-    return out
+
+        def measure(ej=ej, base=base, tuned=tuned):
+            n = min(ej.chunk, ej.samples)
+            t_eval, _ = clock(lambda: runs.evaluate(dataclasses.replace(ej, samples=n), base, tuned, dev))
+            out.append(Estimate("b", "sort_evaluate", ej.experiment, t_eval * ej.samples / n, note=f"{n} of {ej.samples} samples"))
+
+        guarded(out, "b", "sort_evaluate", [exp], measure)
 
 
-def report(estimates: list[Estimate], device_name: str) -> list[str]:
-    lines = [f"paper-scale job estimates on {device_name} (jobs one after another)",
-             f"{'paper':5} {'kind':14} {'job':28} {'per step':>10} {'fixed s':>8} {'steps':>7} {'estimate':>10}  note"]
-    for e in estimates:
-        per = f"{e.per_step * 1e3:8.1f}ms" if e.per_step else ""
-        lines.append(f"{e.paper:5} {e.kind:14} {e.job:28} {per:>10} {e.fixed:8.1f} {e.steps or '':>7} "
-                     f"{e.seconds:9.0f}s  {e.note}")
+def report(estimates: list[Estimate]) -> list[str]:
+    lines = []
     for paper in sorted({e.paper for e in estimates}):
         mine = [e for e in estimates if e.paper == paper]
         total = sum(e.seconds for e in mine if e.seconds == e.seconds)
@@ -199,7 +235,13 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--papers", nargs="+", default=["a", "b"], choices=("a", "b"))
     ap.add_argument("--scale", default="paper")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--max-mem-gb", type=float, default=0,
+                    help="address-space limit: a job needing more is reported as out of memory (0: none)")
     args = ap.parse_args(argv)
+    if args.max_mem_gb:
+        import resource
+        limit = int(args.max_mem_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.basicConfig(level=logging.WARNING)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
@@ -208,13 +250,15 @@ def main(argv=None) -> list[str]:
     cfg = settings.resolve({**raw, "scale": args.scale}, ROOT / "workflow/schemas/config.schema.yaml")
     s = args.steps or (20 if device == "cuda" else 1)
     clock = Clock(device, args.budget_s)
-    estimates = []
-    if "a" in args.papers:
-        estimates += paper_a(cfg, clock, s, warm=device == "cuda")
-    if "b" in args.papers and cfg.get("paper_b"):
-        estimates += paper_b(cfg, clock, s, warm=device == "cuda")
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    lines = report(estimates, f"{name}, scale {args.scale}")
+    print(f"paper-scale job estimates on {name}, scale {args.scale} (jobs one after another)")
+    print(f"{'paper':5} {'kind':14} {'job':28} {'per step':>10} {'fixed s':>8} {'steps':>7} {'estimate':>10}  note")
+    estimates = Estimates()
+    if "a" in args.papers:
+        paper_a(cfg, clock, s, device == "cuda", estimates)
+    if "b" in args.papers and cfg.get("paper_b"):
+        paper_b(cfg, clock, s, device == "cuda", estimates)
+    lines = report(estimates)
     print("\n".join(lines))
     return lines
 
