@@ -132,7 +132,9 @@ def test_ctrl_c_exits_130_in_one_line_and_writes_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "prefixlab", "pretrain", "--config", json.dumps(pre), "--device", "cpu",
                              "--threads", "1", "--out-weights", str(tmp_path / "w.pt"), "--out-nc", str(tmp_path / "p.nc"),
-                             "--log", str(tmp_path / "job.log")], stderr=subprocess.PIPE, text=True, env=env)
+                             "--log", str(tmp_path / "job.log")], stderr=subprocess.PIPE, text=True, env=env,
+                            # as from a terminal: a shell's background jobs start with SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = tmp_path / "job.log"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and "step 10/" in log.read_text()):

@@ -146,28 +146,34 @@ def test_corrupt_or_foreign_input_stops_dependent_rule(built):
         os.utime(tune_nc, (st.st_atime, st.st_mtime))
 
 
-SLOW_TUNE = "scales: {smoke: {tune: {steps: 400, log_every: 20}}}"
+SLOW_TUNE = "scales: {smoke: {tune: {steps: 200, log_every: 10}}}"
 SLOW_OUTS = [RES / "paper_a/tune/r2s_transformer.nc", RES / "paper_a/tune/r2s_transformer_search.nc",
              RES / "paper_a/tune/r2s_transformer.pt"]
 SLOW_LOG = "logs/smoke/tune/r2s_transformer.log"
 
 
-def _uninterrupted(built, cmd):
-    subprocess.run(cmd, cwd=built, check=True, capture_output=True)
-    reference = {p: (built / p).read_bytes() for p in SLOW_OUTS}
+def _clear(built):
     for p in SLOW_OUTS:
-        (built / p).unlink()
-    (built / SLOW_LOG).unlink()  # the reference run's log must not count as progress
-    return reference
+        (built / p).unlink(missing_ok=True)
+    (built / SLOW_LOG).unlink(missing_ok=True)  # an earlier run's log must not count as progress
+
+
+@pytest.fixture(scope="module")
+def slow_run(built):
+    """A longer tuning job's command and its outputs from an uninterrupted run."""
+    cmd = snakemake_cmd(str(SLOW_OUTS[0]), extra_configs=_extra_config(built, "slow", SLOW_TUNE))
+    subprocess.run(cmd, cwd=built, check=True, capture_output=True)
+    return cmd, {p: (built / p).read_bytes() for p in SLOW_OUTS}
 
 
 def _start_and_wait_for_progress(built, cmd):
+    _clear(built)
     proc = subprocess.Popen(cmd, cwd=built, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = built / SLOW_LOG
     deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and "step 40/" in log.read_text()):
-        time.sleep(0.2)
-    assert "step 40/" in log.read_text(), "tuning did not start"
+    while time.time() < deadline and not (log.exists() and "step 20/" in log.read_text()):
+        time.sleep(0.1)
+    assert "step 20/" in log.read_text(), "tuning did not start"
     return proc
 
 
@@ -178,9 +184,8 @@ def _readme_recovery(built, cmd):
     return subprocess.run(cmd, cwd=built, capture_output=True, text=True)
 
 
-def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
-    cmd = snakemake_cmd(str(SLOW_OUTS[0]), extra_configs=_extra_config(built, "slow", SLOW_TUNE))
-    reference = _uninterrupted(built, cmd)
+def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built, slow_run):
+    cmd, reference = slow_run
     proc = _start_and_wait_for_progress(built, cmd)
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job
     proc.wait()
@@ -192,11 +197,10 @@ def test_killed_tuning_job_leaves_nothing_and_resumes_identically(built):
         assert (built / p).read_bytes() == reference[p], f"{p} differs from the uninterrupted run"
 
 
-def test_killed_snakemake_recovers_by_the_readme_recipe(built):
+def test_killed_snakemake_recovers_by_the_readme_recipe(built, slow_run):
     """Only Snakemake is killed; its orphaned job runs on and writes its outputs, which
     Snakemake's metadata still marks incomplete. The README's recipe reruns that job."""
-    cmd = snakemake_cmd(str(SLOW_OUTS[0]), extra_configs=_extra_config(built, "slow", SLOW_TUNE))
-    reference = _uninterrupted(built, cmd)
+    cmd, reference = slow_run
     proc = _start_and_wait_for_progress(built, cmd)
     os.kill(proc.pid, signal.SIGKILL)  # Snakemake itself, not the job
     proc.wait()
