@@ -104,8 +104,8 @@ def temporary_path(path: Path) -> Path:
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Delete temporaries of `path` that a killed process left (its name, another pid)."""
-    stale = [p for p in path.parent.glob(f".{path.name}.tmp*") if p.name[len(path.name) + 5:].isdigit()] \
-        if path.parent.is_dir() else []
+    prefix = f".{path.name}.tmp"
+    stale = [p for p in path.parent.glob(prefix + "*") if p.name[len(prefix):].isdigit()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
