@@ -22,13 +22,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# A second, older Triton (common on GPU machines) that every kernel must also compile and
+# interpret with: tests/kernels/test_aot.py puts it first on PYTHONPATH. Its interpreter
+# needs a numpy before 2.4 (it converts 1-element arrays to scalars, which 2.4 refuses).
+OLD_TRITON := $(VENV)/triton-3.6
+$(OLD_TRITON)/.installed: | $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(OLD_TRITON) triton==3.6.0 'numpy<2.4'
+	touch $@
+
 quick: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --config scale=$(SCALE) -- all_figures
 
 paper: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) all_figures
 
-test: $(STAMP)
+test: $(STAMP) $(OLD_TRITON)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -24,9 +24,10 @@ TARGETS = {
 }
 MAX_REGS_PER_THREAD = 255
 REGISTER_FILE = 64 * 1024  # 32-bit registers per SM, which one block must fit into
-# Register spills slow a kernel but do not stop it from launching; reported, and held to this
-# budget (bytes of spill stores per thread) by the benchmark's --aot report, not by `fits`.
-SPILL_BUDGET_BYTES = 0
+# Register spills slow a kernel but do not stop it from launching. Bytes of spill stores per
+# thread allowed: ptxas leaves a few bytes in some variants whatever the tiling (4-12 B
+# measured with Triton 3.6 and 3.9); the 340-440 B of an untiled 128-wide dK/dV are far over.
+SPILL_BUDGET_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def launches(cfg: dict) -> list[Launch]:
         for has_valid in (False, True) if valid else (False,):
             v = (("HAS_VALID", has_valid),)
             out += [Launch("attention_fwd", v + blocks, nw, used), Launch("attention_dq", v + blocks, nw, used)]
-            out += [Launch("attention_dkdv", v + (("IS_PREFIX", p),) + blocks, nw, used)
+            out += [Launch("attention_dkdv", v + (("IS_PREFIX", p),) + blocks + (("EC", min(BE, att.SCORE_COLUMNS)),), nw, used)
                     for p in ((False, True) if prefix else (False,))]
     return out
 
@@ -194,7 +195,8 @@ def report_lines(results: list[Resources]) -> list[str]:
 
 def main(argv=None) -> int:
     """python -m prefixlab.kernels.aot [--scale paper] [--json FILE]: compile every kernel the
-    scale launches for sm_80 and sm_90, print the resources, exit 1 if one would not launch."""
+    scale launches for sm_80 and sm_90, print the resources, exit 1 if one would not launch
+    or spills more than SPILL_BUDGET_BYTES."""
     import argparse
     import json
     import os
@@ -227,15 +229,18 @@ def main(argv=None) -> int:
     print("\n".join(report_lines(results)))
     bad = [r for r in results if r.problems]
     spilling = [r for r in results if r.spills_over_budget]
-    print(f"aot: {len(results)} compiled kernels, {len(bad)} would not launch, {len(spilling)} spill registers "
+    import triton
+
+    print(f"aot (Triton {triton.__version__}): {len(results)} compiled kernels, {len(bad)} would not launch, "
+          f"{len(spilling)} spill over the {SPILL_BUDGET_BYTES} B budget "
           f"(max {max((r.spill_store_bytes for r in results), default=0)} B of spill stores per thread)")
     if args.json:
         Path(args.json).write_text(json.dumps([{
             "kernel": r.launch.kernel, "target": r.target, "constexprs": dict(r.launch.constexprs),
             "num_warps": r.launch.num_warps, "used_by": r.launch.used_by, "shared_bytes": r.shared_bytes,
-            "registers": r.registers, "spill_store_bytes": r.spill_store_bytes, "problems": r.problems}
-            for r in results], indent=1))
-    return 1 if bad else 0
+            "registers": r.registers, "spill_store_bytes": r.spill_store_bytes, "problems": r.problems,
+            "triton": triton.__version__} for r in results], indent=1))
+    return 1 if bad or spilling else 0
 
 
 if __name__ == "__main__":

@@ -92,13 +92,35 @@ def _probs_and_ds(q, do, lse, delta, k, v, visible, scale):
     return pr, ds
 
 
+@triton.jit
+def _block(PTR, base, rn, n, E, c0, EC: tl.constexpr):
+    """[len(rn), EC] tile of rows rn (< n), columns c0 .. c0 + EC (< E) of a row-major (., E) block."""
+    rc = c0 + tl.arange(0, EC)
+    return tl.load(PTR + base + rn[:, None] * E + rc[None, :], mask=(rn[:, None] < n) & (rc[None, :] < E), other=0.0)
+
+
+@triton.jit
+def _scores_by_columns(Q, K, qbase, kbase, rm, rn, T, n_keys, E, BM: tl.constexpr, BN: tl.constexpr,
+                       BE: tl.constexpr, EC: tl.constexpr):
+    """Q K^T of query rows rm and key rows rn, summed over EC-wide column chunks read from memory.
+
+    A [BM, BE] x [BE, BN] fp32 product keeps whole BE-long rows per thread; at BE = 128 that
+    alone exceeds the register budget, so wide heads are taken EC columns at a time."""
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for c0 in tl.static_range(0, BE, EC):
+        acc = tl.dot(_block(Q, qbase, rm, T, E, c0, EC), tl.trans(_block(K, kbase, rn, n_keys, E, c0, EC)), acc,
+                     input_precision="ieee")
+    return acc
+
+
 @triton.jit(do_not_specialize=["T", "Lp"])
 def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B, H, T, Lp, E, scale,
                      HAS_VALID: tl.constexpr, IS_PREFIX: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                     BE: tl.constexpr):
+                     BE: tl.constexpr, EC: tl.constexpr):
     """dK, dV of one key block: a prefix block (IS_PREFIX, launched over cdiv(Lp, BN) blocks)
     or a content block. Two compiled variants instead of a run-time branch keep only one
-    path's tiles live, which is what keeps this kernel free of register spills."""
+    path's tiles live; the score products read keys and values EC columns at a time (from
+    cache) instead of holding them. Both keep this kernel free of register spills."""
     zh = tl.program_id(1)
     p = zh // (B * H)
     h = zh % H
@@ -107,31 +129,26 @@ def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B
     re = tl.arange(0, BE)
     base = zh * T * E
     if IS_PREFIX:
-        kmask = (rn[:, None] < Lp) & (re[None, :] < E)
-        pbase = (p * H + h) * Lp * E
-        k = _rows(PK, pbase, rn, Lp, E, BE)
-        v = _rows(PV, pbase, rn, Lp, E, BE)
-        first_q = 0
+        KP, VP, kbase, n_keys, first_q = PK, PV, (p * H + h) * Lp * E, Lp, 0
     else:
-        kmask = (rn[:, None] < T) & (re[None, :] < E)
-        k = _rows(K, base, rn, T, E, BE)
-        v = _rows(V, base, rn, T, E, BE)
-        first_q = (blk * BN // BM) * BM
+        KP, VP, kbase, n_keys, first_q = K, V, base, T, (blk * BN // BM) * BM
     dk = tl.zeros((BN, BE), dtype=tl.float32)
     dv = tl.zeros((BN, BE), dtype=tl.float32)
     for start in range(first_q, T, BM):
         rm = start + tl.arange(0, BM)
-        q = _rows(Q, base, rm, T, E, BE)
-        do = _rows(DO, base, rm, T, E, BE)
         lse = tl.load(LSE + zh * T + rm, mask=rm < T, other=0.0)
         delta = tl.load(DELTA + zh * T + rm, mask=rm < T, other=0.0)
         if IS_PREFIX:
             visible = (rm[:, None] < T) & (rn[None, :] < Lp)
         else:
             visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
-        pr, ds = _probs_and_ds(q, do, lse, delta, k, v, visible, scale)
-        dv += tl.dot(tl.trans(pr), do, input_precision="ieee")
-        dk += tl.dot(tl.trans(ds), q, input_precision="ieee") * scale
+        s = _scores_by_columns(Q, KP, base, kbase, rm, rn, T, n_keys, E, BM, BN, BE, EC) * scale
+        pr = tl.where(visible, tl.exp(s - lse[:, None]), 0.0)
+        dp = _scores_by_columns(DO, VP, base, kbase, rm, rn, T, n_keys, E, BM, BN, BE, EC)
+        ds = pr * (dp - delta[:, None])
+        dv += tl.dot(tl.trans(pr), _rows(DO, base, rm, T, E, BE), input_precision="ieee")
+        dk += tl.dot(tl.trans(ds), _rows(Q, base, rm, T, E, BE), input_precision="ieee") * scale
+    kmask = (rn[:, None] < n_keys) & (re[None, :] < E)
     if IS_PREFIX:
         # per (member, batch, head) partial sums; the host sums them over the batch
         pout = zh * Lp * E + rn[:, None] * E + re[None, :]
@@ -173,10 +190,14 @@ def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, s
     tl.store(DQ + base + rm[:, None] * E + re[None, :], dq, mask=(rm[:, None] < T) & (re[None, :] < E))
 
 
+# columns per score product in the dK/dV kernel (see _scores_by_columns)
+SCORE_COLUMNS = 32
+
+
 def block_settings(T: int, E: int) -> tuple[int, int, int, int]:
     """(BM, BN, BE, warps). The fp32 dot products hold their operands in registers: blocks
-    of at most 32 rows and eight warps from 1024-element tiles on keep the dK/dV kernel
-    from spilling (kernels/aot.py measures it; E = 96, a 128-wide tile, still spills)."""
+    of at most 32 rows and eight warps from 1024-element tiles on keep the kernels from
+    spilling (kernels/aot.py measures it)."""
     BE = block(E)
     BM = BN = 16 if T <= 16 or BE >= 64 else 32
     return BM, BN, BE, 8 if BM * BE >= 1024 else 4
@@ -219,9 +240,10 @@ def attention_bwd(dout, q, k, v, prefix_k, prefix_v, key_valid, out, lse, scale)
     valid = key_valid if key_valid is not None else q
     common = dict(HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
     dkdv_args = (q, k, v, pk, pv, valid, dout, lse, delta, dk, dv, dpk_parts, dpv_parts, B, H, T, Lp, E, scale)
-    _bwd_dkdv_kernel[(triton.cdiv(T, BN), P * B * H)](*dkdv_args, IS_PREFIX=False, **common)
+    ec = min(BE, SCORE_COLUMNS)
+    _bwd_dkdv_kernel[(triton.cdiv(T, BN), P * B * H)](*dkdv_args, IS_PREFIX=False, EC=ec, **common)
     if Lp:
-        _bwd_dkdv_kernel[(triton.cdiv(Lp, BN), P * B * H)](*dkdv_args, IS_PREFIX=True, **common)
+        _bwd_dkdv_kernel[(triton.cdiv(Lp, BN), P * B * H)](*dkdv_args, IS_PREFIX=True, EC=ec, **common)
     _bwd_dq_kernel[(triton.cdiv(T, BM), P * B * H)](
         q, k, v, pk, pv, valid, dout, lse, delta, dq, B, H, T, Lp, E, scale, **common)
     if prefix_k is None:
