@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from prefixlab import evaluate, networks, pretrain, settings, tune
-from prefixlab.jobs import EvalJob, PretrainJob
+from prefixlab import settings
+from prefixlab.coins import evaluate, networks, pretrain, tune
+from prefixlab.coins.jobs import EvalJob, PretrainJob
 from prefixlab.sorting import runs
 from prefixlab.sorting.jobs import SortEvalJob, SortPretrainJob, SortTuneJob
 

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from prefixlab import networks, population
+from prefixlab.coins import networks, population
 from prefixlab.config import NetworkConfig, SourceConfig
-from prefixlab.population import Member
-from prefixlab.types import GRADIENT_METHODS
+from prefixlab.coins.population import Member
+from prefixlab.coins.methods import GRADIENT_METHODS
 
 SINGLE = SourceConfig(kind="single", biases=((0.2, 0.8),))
 L, N = 6, 50

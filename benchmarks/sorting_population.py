@@ -18,7 +18,7 @@ import torch
 
 from prefixlab import kernels
 from prefixlab.sorting import gpt, train
-from prefixlab.sorting.tasks import TASKS, DigitSpec
+from prefixlab.sorting.data import TASKS, DigitSpec
 
 SPEC = DigitSpec()
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from prefixlab import kernels, networks, settings, tune
-from prefixlab.jobs import TuneJob
+from prefixlab import kernels, settings
+from prefixlab.coins import networks, tune
+from prefixlab.coins.jobs import TuneJob
 
 ROOT = Path(__file__).resolve().parents[1]
 

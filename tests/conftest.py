@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from prefixlab import networks
+from prefixlab.coins import networks
 from prefixlab.config import NetworkConfig, SourceConfig
 
 # The tensors here are tiny: intra-op threading only adds synchronisation overhead

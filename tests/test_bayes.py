@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from prefixlab import bayes, data
+from prefixlab.coins import bayes, data
 from prefixlab.config import ConfigError, SourceConfig
 
 SOURCES = {

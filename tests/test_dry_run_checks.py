@@ -146,7 +146,7 @@ def test_unbroken_config_resolves():
 def test_cases_reach_the_job_parser_too():
     """The checks are the jobs' own: a bad value that passes the schema reaches the same
     parser a job runs, which rejects it (here, with schema and section checks skipped)."""
-    from prefixlab.jobs import EvalJob
+    from prefixlab.coins.jobs import EvalJob
     cfg = settings.resolve(smoke_config({}), SCHEMA)
     bad = copy.deepcopy(cfg)
     bad["sources"]["mixture"]["weights"] = [0.5, 0.6]

@@ -16,7 +16,7 @@ import xarray as xr
 
 from prefixlab import claims, storage
 from prefixlab.figures import cli, common, regret, search, states, style, table
-from prefixlab.types import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
+from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 R, N_EVAL = 3, 200
 DIMS = ("eval_dist", "method", "repetition", "step")

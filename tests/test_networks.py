@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prefixlab import networks
-from prefixlab.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, PrefixInput
+from prefixlab.coins import networks
+from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, PrefixInput
 
 from conftest import perturbed, reference_forward, tiny_net
 

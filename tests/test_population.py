@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from prefixlab import cli, data, networks, population, tune
-from prefixlab.jobs import TuneJob
-from prefixlab.networks import PrefixInput
-from prefixlab.population import Member, PREFIX_SOFT_KEY, PREFIX_TOKEN_KEY
+from prefixlab import cli
+from prefixlab.coins import data, networks, population, tune
+from prefixlab.coins.jobs import TuneJob
+from prefixlab.coins.networks import PrefixInput
+from prefixlab.coins.population import Member, PREFIX_SOFT_KEY, PREFIX_TOKEN_KEY
 
 from conftest import MIXTURE, RANDOM, SINGLE, perturbed, reference_forward, tiny_net
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 import xarray as xr
 
-from prefixlab import bayes, cli, data, storage
+from prefixlab import cli, storage
+from prefixlab.coins import bayes, data
 from prefixlab.config import SourceConfig
 from prefixlab.storage import DataError, var
 

@@ -1,33 +1,11 @@
-"""Claims report for Paper A (SPEC 1.7 item 11, 1.8): each claim A1-A6 checked on the
-produced data, PASS or FAIL with the numbers behind the verdict.
+"""The claims protocol both papers follow, and the report they share.
 
-All numbers are medians over repetitions of the cumulative regret (nats) on the
-tuning target unless said otherwise; a step beyond the evaluated length is clipped
-to the last evaluated step and the report says so. A claim whose data was not
-produced (experiment not configured) is a FAIL reading "missing data: <keys>"; a
-FAIL never raises, so the workflow always gets its report.
-
-Settings (all optional; defaults in DEFAULTS):
-  margin            0.1   nats. "Reaches TargetBayes" means median - TargetBayes < margin
-                          (A2 SoftPT, A3 FullWT/LoRAWT, A5 Maxi); "does not reach" means > margin (A3 prefix methods).
-  step              49    n = N_tune - 1, the step of A2-A5.
-  a1_margin         0.2   nats. A1: |NoTuning - PreBayes| on Random Coins at a1_step.
-  a1_step           99    n = N_train - 1.
-  a4_margin         0.5   nats. A4: untrained Transformer SoftPT - TargetBayes at `step` (a looser "nearly reaches").
-  a4_late_step      199   n = N_eval - 1. A4 degradation: SoftPT's regret increment from `step` to
-                          a4_late_step exceeds TargetBayes's.
-  a6_min_corr       0.5   A6: |Spearman correlation| of one leading PCA component with the step n and of
-                          the other with the ground-truth bias theta (pretraining states; theta on the second
-                          half of the positions, where it is identifiable).
-  a6_distance_ratio 1.0   A6: SoftPT's mean distance to the nearest pretraining state (whitened PCA plane, states
-                          after the prefix) exceeds a6_distance_ratio x NoTuning's, for the Transformer on r2s and r2m.
-  scale             ""    shown in the report header.
-
-Claim inputs (keys as on the command line):
-  A1 eval_r2s_<arch> or eval_r2m_<arch>, both archs      A2 eval_r2s_<arch>, both archs
-  A3 eval_r2m_<arch>, both archs                          A4 eval_u2m_transformer, eval_u2r_transformer
-  A5 eval_{r2s,r2m}{,_d4,_maxi}_<arch>, both archs        A6 states_r2s_transformer, states_r2m_transformer
-     (states_*_lstm, when given, join A6's correlation check)
+A paper's claims module defines `CLAIMS` (a list of `ClaimCheck`: id, what the paper
+claims, the experiments and figures it rests on, the check and its threshold), its
+settings `DEFAULTS`, `wanted(data)` and `notes(data)`. `check_all` runs the checks of
+the papers it is given; a claim whose inputs are missing is a FAIL reading "missing
+data: <keys>", never an exception, so the workflow always gets its report. `write`
+puts the Markdown report and its NetCDF in place together.
 """
 
 from __future__ import annotations
@@ -36,54 +14,43 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
 
 import numpy as np
 import xarray as xr
 
-from prefixlab import claims_b, storage
-from prefixlab.figures import common, style
-from prefixlab.figures.common import FigureInputError, Inputs
-from prefixlab.types import PREFIX_METHODS
+from prefixlab import storage
+from prefixlab.plotting import FigureInputError, Inputs, atomic_outputs
 
-DEFAULTS = {
-    "margin": 0.1,
-    "step": 49,
-    "a1_margin": 0.2,
-    "a1_step": 99,
-    "a4_margin": 0.5,
-    "a4_late_step": 199,
-    "a6_min_corr": 0.5,
-    "a6_distance_ratio": 1.0,
-    "scale": "",
-    **claims_b.DEFAULTS,
-}
-ARCHS = ("lstm", "transformer")
+# (passed, the number that decides it, every number behind the verdict)
+Verdict = tuple[bool, float, str]
 
-DESCRIPTIONS = {
-    "A1": "Pretrained networks match PreBayes on the pretraining distribution (NoTuning close to PreBayes on Random Coins).",
-    "A2": "r2s: SoftPT reaches TargetBayes for both networks and beats the best hard prefix (HardPT).",
-    "A3": "r2m: no prefix method reaches TargetBayes; FullWT (and LoRAWT on the Transformer) does.",
-    "A4": "Untrained Transformer: SoftPT is the best prefix method, nearly reaches TargetBayes up to N_tune, degrades after.",
-    "A5": "d = 4 largely removes SoftPT's advantage over the other prefix methods; the Maxi networks keep the A2/A3 picture.",
-    "A6": "PCA: the two leading components track the step n and the bias theta; soft prefixes move the "
-          "Transformer's state off the pretraining manifold.",
-}
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    id: str
+    description: str  # what the paper claims
+    experiments: tuple[str, ...]  # the experiments whose outputs it reads
+    figures: tuple[str, ...]  # the figures that show it
+    check: Callable[[Inputs, dict], Verdict]
+    threshold: Callable[[dict], float]  # what the deciding number is compared with, from the settings
 
 
 @dataclass(frozen=True)
 class Claim:
     id: str
     passed: bool
-    value: float  # the headline number of the check
-    reference: float  # what it is compared with (margin or threshold)
+    value: float  # the number that decides the claim
+    reference: float  # the threshold it is compared with
     details: str  # every number behind the verdict
-
-    @property
-    def description(self) -> str:
-        return DESCRIPTIONS.get(self.id) or claims_b.DESCRIPTIONS[self.id]
+    description: str
+    experiments: tuple[str, ...]
+    figures: tuple[str, ...]
 
     def line(self) -> str:
-        return f"{self.id} {'PASS' if self.passed else 'FAIL'} {self.details} (claim: {self.description})"
+        where = f"[experiments: {', '.join(self.experiments)}; figures: {', '.join(self.figures)}]"
+        return f"{self.id} {'PASS' if self.passed else 'FAIL'} {self.details} (claim: {self.description}) {where}"
 
 
 class MissingData(Exception):
@@ -92,327 +59,106 @@ class MissingData(Exception):
         self.keys = list(keys)
 
 
-def resolve_settings(settings: dict | None) -> dict:
-    s = dict(DEFAULTS)
-    unknown = sorted(set(settings or {}) - set(DEFAULTS))
-    if unknown:
-        raise FigureInputError(f"claims settings: unknown key(s) {unknown}; known: {sorted(DEFAULTS)}")
-    s.update(settings or {})
-    for k, v in s.items():
-        if k != "scale" and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise FigureInputError(f"claims settings: {k} must be a non-negative number, got {v!r}")
-    return s
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _need(data: Inputs, *keys: str) -> list[xr.Dataset]:
+def need(data: Inputs, *keys: str) -> list[xr.Dataset]:
+    """The inputs under `keys`; MissingData naming those that are absent."""
     missing = [k for k in keys if k not in data]
     if missing:
         raise MissingData(missing)
     return [data[k] for k in keys]
 
 
-def _med(ds: xr.Dataset, method: str, step: int, dist: str | None = None) -> float:
-    return common.at_step(ds, dist or common.target_of(ds), method, step)[0]
+def resolve_settings(papers: list[ModuleType], settings: dict | None) -> dict:
+    defaults = {"scale": ""}
+    for paper in papers:
+        defaults.update(paper.DEFAULTS)
+    unknown = sorted(set(settings or {}) - set(defaults))
+    if unknown:
+        raise FigureInputError(f"claims settings: unknown key(s) {unknown}; known: {sorted(defaults)}")
+    s = {**defaults, **(settings or {})}
+    for k, v in s.items():
+        if k != "scale" and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise FigureInputError(f"claims settings: {k} must be a non-negative number, got {v!r}")
+    return s
 
 
-def _steps(ds: xr.Dataset, step: int) -> tuple[int, str]:
-    used = common.clip_step(ds, step)
-    return used, (f"n={used}" if used == step else f"n={used} (n={step} not evaluated)")
+def run_check(claim: ClaimCheck, data: Inputs, s: dict) -> Claim:
+    try:
+        passed, value, details = claim.check(data, s)
+    except MissingData as err:
+        passed, value, details = False, float("nan"), f"missing data: {err}"
+    return Claim(claim.id, bool(passed), float(value), float(claim.threshold(s)), details, claim.description,
+                 claim.experiments, claim.figures)
 
 
-def _f(x: float) -> str:
+def check_all(papers: list[ModuleType], data: Inputs, settings: dict | None = None) -> list[Claim]:
+    """Every claim of every paper that wants these inputs, in order."""
+    s = resolve_settings(papers, settings)
+    return [run_check(c, data, s) for paper in papers if paper.wanted(data) for c in paper.CLAIMS]
+
+
+# ----------------------------------------------------------------------------- helpers for checks
+
+def fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.3f}"
 
 
-def _reach(ds: xr.Dataset, method: str, step: int, margin: float) -> tuple[bool, float, str]:
-    gap = _med(ds, method, step) - _med(ds, "TargetBayes", step)
-    ok = math.isfinite(gap) and gap < margin
-    return ok, gap, f"{method}-TargetBayes {_f(gap)}" + ("" if method in ds["method"].values else f" ({method} absent)")
-
-
-def _a2_arch(ds: xr.Dataset, s: dict) -> tuple[bool, float, str]:
-    step, note = _steps(ds, s["step"])
-    ok_reach, gap, txt = _reach(ds, "SoftPT", step, s["margin"])
-    soft, hard = _med(ds, "SoftPT", step), _med(ds, "HardPT", step)
-    ok_hard = math.isfinite(soft) and math.isfinite(hard) and soft < hard
-    return ok_reach and ok_hard, gap, f"{note}: {txt} (<{s['margin']:g}: {ok_reach}), SoftPT {_f(soft)} < HardPT {_f(hard)}: {ok_hard}"
-
-
-def _a3_arch(ds: xr.Dataset, arch: str, s: dict) -> tuple[bool, float, str]:
-    step, note = _steps(ds, s["step"])
-    tb = _med(ds, "TargetBayes", step)
-    prefix = [m for m in PREFIX_METHODS if m in ds["method"].values]
-    gaps = {m: _med(ds, m, step) - tb for m in prefix}
-    ok_prefix = bool(prefix) and all(math.isfinite(g) and g > s["margin"] for g in gaps.values())
-    weights = ["FullWT"] + (["LoRAWT"] if arch == "transformer" else [])
-    reach = [_reach(ds, m, step, s["margin"]) for m in weights]
-    ok = ok_prefix and all(r[0] for r in reach)
-    txt = (f"{note}: prefix-TargetBayes " + ", ".join(f"{m} {_f(g)}" for m, g in gaps.items())
-           + f" (all >{s['margin']:g}: {ok_prefix}); " + ", ".join(f"{r[2]} (<{s['margin']:g}: {r[0]})" for r in reach))
-    return ok, min(gaps.values(), default=float("nan")), txt
-
-
-def _advantage(ds: xr.Dataset, step: int) -> tuple[float, str]:
-    """SoftPT's lead over the best other prefix method (positive: SoftPT is better)."""
-    others = {m: _med(ds, m, step) for m in PREFIX_METHODS if m != "SoftPT" and m in ds["method"].values}
-    others = {m: v for m, v in others.items() if math.isfinite(v)}
-    if not others:
-        return float("nan"), "no other prefix method"
-    best = min(others, key=others.get)
-    return others[best] - _med(ds, "SoftPT", step), best
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    def ranks(x):
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x))
-        # average ranks over ties
-        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-        sums = np.bincount(inv, weights=r)
-        return sums[inv] / counts[inv]
-    ra, rb = ranks(np.asarray(a, float)), ranks(np.asarray(b, float))
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _nearest_distance(points: np.ndarray, ref: np.ndarray) -> float:
-    """Mean over `points` of the distance to the nearest row of `ref` (both (n, 2))."""
-    if len(points) == 0:
-        return float("nan")
-    best = np.empty(len(points))
-    for i in range(0, len(points), 512):
-        d = ((points[i:i + 512, None, :] - ref[None, :, :]) ** 2).sum(-1)
-        best[i:i + 512] = np.sqrt(d.min(axis=1))
-    return float(best.mean())
-
-
-def pca_correlations(ds: xr.Dataset) -> dict[str, float]:
-    """|Spearman| of PC1/PC2 of the pretraining states with step n and with theta."""
-    from prefixlab.figures.states import projected
-    _, pre2, _ = projected(ds)
-    T, K, _ = pre2.shape
-    pos = np.broadcast_to(np.arange(K), (T, K))
-    theta = np.broadcast_to(ds["pretrain_theta"].values[:, None], (T, K))
-    late = pos >= K // 2
-    out = {}
-    for i in range(2):
-        out[f"pc{i + 1}_n"] = abs(_spearman(pre2[..., i].ravel(), pos.ravel()))
-        out[f"pc{i + 1}_theta"] = abs(_spearman(pre2[..., i][late], theta[late]))
-    return out
-
-
-def manifold_distances(ds: xr.Dataset) -> dict[str, float]:
-    """Mean distance of each method's post-prefix states to the nearest pretraining state (PCA plane)."""
-    from prefixlab.figures.states import projected
-    _, pre2, tgt = projected(ds)
-    ref = pre2.reshape(-1, 2)
-    return {m: _nearest_distance(t[:, marker:].reshape(-1, 2), ref) for m, (t, marker) in tgt.items()}
-
-
-# ----------------------------------------------------------------------------- the claims
-
-def _per_arch(data: Inputs, exp: str, fn) -> tuple[bool, list[float], list[str]]:
-    dss = _need(data, *(f"eval_{exp}_{a}" for a in ARCHS))
-    oks, vals, txts = [], [], []
-    for arch, ds in zip(ARCHS, dss):
-        ok, v, t = fn(ds, arch)
-        oks.append(ok)
-        vals.append(v)
-        txts.append(f"{exp} {style.ARCH_LABEL[arch]} {t}")
-    return all(oks), vals, txts
-
-
-def check_a1(data: Inputs, s: dict) -> Claim:
-    oks, gaps, txts = [], [], []
-    for arch in ARCHS:
-        ds = next((data[k] for k in (f"eval_r2s_{arch}", f"eval_r2m_{arch}") if k in data), None)
-        if ds is None:
-            raise MissingData([f"eval_r2s_{arch} (or eval_r2m_{arch})"])
-        step, note = _steps(ds, s["a1_step"])
-        nt, pb = _med(ds, "NoTuning", step, "random"), _med(ds, "PreBayes", step, "random")
-        gap = abs(nt - pb)
-        ok = math.isfinite(gap) and gap < s["a1_margin"]
-        oks.append(ok)
-        gaps.append(gap)
-        txts.append(f"{style.ARCH_LABEL[arch]} on random at {note}: NoTuning {_f(nt)} vs PreBayes {_f(pb)}, |diff| {_f(gap)}")
-    return Claim("A1", all(oks), _max(gaps), s["a1_margin"], "; ".join(txts) + f"; margin {s['a1_margin']:g}")
-
-
-def check_a2(data: Inputs, s: dict) -> Claim:
-    ok, vals, txts = _per_arch(data, "r2s", lambda ds, arch: _a2_arch(ds, s))
-    return Claim("A2", ok, _max(vals), s["margin"], "; ".join(txts))
-
-
-def check_a3(data: Inputs, s: dict) -> Claim:
-    ok, vals, txts = _per_arch(data, "r2m", lambda ds, arch: _a3_arch(ds, arch, s))
-    return Claim("A3", ok, _min(vals), s["margin"], "; ".join(txts))
-
-
-def check_a4(data: Inputs, s: dict) -> Claim:
-    dss = _need(data, "eval_u2m_transformer", "eval_u2r_transformer")
-    oks, gaps, txts = [], [], []
-    for exp, ds in zip(("u2m", "u2r"), dss):
-        step, note = _steps(ds, s["step"])
-        late, late_note = _steps(ds, s["a4_late_step"])
-        prefix = {m: _med(ds, m, step) for m in PREFIX_METHODS if m in ds["method"].values}
-        soft, tb = prefix.get("SoftPT", float("nan")), _med(ds, "TargetBayes", step)
-        best = min((m for m in prefix if math.isfinite(prefix[m])), key=prefix.get, default=None)
-        ok_best = best == "SoftPT" and all(v > soft for m, v in prefix.items() if m != "SoftPT")
-        gap = soft - tb
-        ok_near = math.isfinite(gap) and gap < s["a4_margin"]
-        inc_soft = _med(ds, "SoftPT", late) - soft
-        inc_tb = _med(ds, "TargetBayes", late) - tb
-        ok_degr = late > step and math.isfinite(inc_soft) and math.isfinite(inc_tb) and inc_soft > inc_tb
-        oks.append(ok_best and ok_near and ok_degr)
-        gaps.append(gap)
-        txts.append(f"{exp} Transformer {note}: prefix " + ", ".join(f"{m} {_f(v)}" for m, v in prefix.items())
-                    + f", SoftPT best: {ok_best}; SoftPT-TargetBayes {_f(gap)} (<{s['a4_margin']:g}: {ok_near}); "
-                    f"increase to {late_note}: SoftPT {_f(inc_soft)} vs TargetBayes {_f(inc_tb)} (degrades: {ok_degr})")
-    return Claim("A4", all(oks), _max(gaps), s["a4_margin"], "; ".join(txts))
-
-
-def check_a5(data: Inputs, s: dict) -> Claim:
-    keys = [f"eval_{f}{suf}_{a}" for f in ("r2s", "r2m") for suf in ("", "_d4", "_maxi") for a in ARCHS]
-    _need(data, *keys)
-    oks, diffs, txts = [], [], []
-    for fam in ("r2s", "r2m"):
-        for arch in ARCHS:
-            base, d4 = data[f"eval_{fam}_{arch}"], data[f"eval_{fam}_d4_{arch}"]
-            sb, note = _steps(base, s["step"])
-            sd, _ = _steps(d4, s["step"])
-            adv_b, best_b = _advantage(base, sb)
-            adv_d, best_d = _advantage(d4, sd)
-            ok = math.isfinite(adv_b) and math.isfinite(adv_d) and adv_d < adv_b
-            oks.append(ok)
-            diffs.append(adv_d - adv_b)
-            txts.append(f"{fam} {style.ARCH_LABEL[arch]} {note}: SoftPT lead over best other prefix base {_f(adv_b)} "
-                        f"(vs {best_b}) -> d4 {_f(adv_d)} (vs {best_d}), smaller: {ok}")
-    ok2, _, t2 = _per_arch(data, "r2s_maxi", lambda ds, arch: _a2_arch(ds, s))
-    ok3, _, t3 = _per_arch(data, "r2m_maxi", lambda ds, arch: _a3_arch(ds, arch, s))
-    txts += [f"Maxi A2 picture: {ok2} [" + "; ".join(t2) + "]", f"Maxi A3 picture: {ok3} [" + "; ".join(t3) + "]"]
-    return Claim("A5", all(oks) and ok2 and ok3, _max(diffs), 0.0, "; ".join(txts))
-
-
-def check_a6(data: Inputs, s: dict) -> Claim:
-    _need(data, "states_r2s_transformer", "states_r2m_transformer")
-    oks, corrs, txts = [], [], []
-    for exp in ("r2s", "r2m"):
-        for arch in ARCHS:
-            ds = data.get(f"states_{exp}_{arch}")
-            if ds is None:
-                continue
-            c = pca_correlations(ds)
-            score = max(min(c["pc1_n"], c["pc2_theta"]), min(c["pc1_theta"], c["pc2_n"]))
-            ok = score >= s["a6_min_corr"]
-            txt = (f"{exp} {style.ARCH_LABEL[arch]}: |rho| PC1~n {_f(c['pc1_n'])}, PC2~theta {_f(c['pc2_theta'])}, "
-                   f"PC1~theta {_f(c['pc1_theta'])}, PC2~n {_f(c['pc2_n'])} (best pairing {_f(score)} >= {s['a6_min_corr']:g}: {ok})")
-            if arch == "transformer":
-                dist = manifold_distances(ds)
-                soft, none = dist.get("SoftPT", float("nan")), dist.get("NoTuning", float("nan"))
-                far = math.isfinite(soft) and math.isfinite(none) and soft > s["a6_distance_ratio"] * none
-                ok = ok and far
-                txt += (f", distance to pretraining states SoftPT {_f(soft)} vs NoTuning {_f(none)} "
-                        f"(> {s['a6_distance_ratio']:g}x: {far})")
-            oks.append(ok)
-            corrs.append(score)
-            txts.append(txt)
-    return Claim("A6", all(oks), _min(corrs), s["a6_min_corr"], "; ".join(txts))
-
-
-CHECKS = {"A1": check_a1, "A2": check_a2, "A3": check_a3, "A4": check_a4, "A5": check_a5, "A6": check_a6}
-
-
-def _max(xs) -> float:
+def finite_max(xs) -> float:
     xs = [x for x in xs if math.isfinite(x)]
     return max(xs) if xs else float("nan")
 
 
-def _min(xs) -> float:
+def finite_min(xs) -> float:
     xs = [x for x in xs if math.isfinite(x)]
     return min(xs) if xs else float("nan")
 
 
-def reference_of(cid: str, s: dict) -> float:
-    return {"A1": s["a1_margin"], "A2": s["margin"], "A3": s["margin"], "A4": s["a4_margin"], "A5": 0.0,
-            "A6": s["a6_min_corr"]}[cid]
-
-
-def check_all(data: Inputs, settings: dict | None = None) -> list[Claim]:
-    """Every claim, in order; missing inputs give a FAIL, never an exception."""
-    s = resolve_settings(settings)
-    out = []
-    for cid, fn in CHECKS.items():
-        try:
-            out.append(fn(data, s))
-        except MissingData as err:
-            out.append(Claim(cid, False, float("nan"), reference_of(cid, s), f"missing data: {err}"))
-    if claims_b.wanted(data):
-        def need(*keys):
-            return _need(data, *keys)[0] if len(keys) == 1 else _need(data, *keys)
-
-        for cid, fn in claims_b.CHECKS.items():
-            try:
-                out.append(Claim(cid, *fn(data, s, need)))
-            except MissingData as err:
-                out.append(Claim(cid, False, float("nan"), float("nan"), f"missing data: {err}"))
-    return out
-
-
 # ----------------------------------------------------------------------------- output
 
-def markdown_lines(claims: list[Claim]) -> list[str]:
-    return [c.line() for c in claims]
-
-
-def markdown(claims: list[Claim], settings: dict | None = None, notes: list[str] | None = None) -> str:
-    s = resolve_settings(settings)
+def markdown(claims: list[Claim], settings: dict, intro: list[str]) -> str:
     n_pass = sum(c.passed for c in claims)
     papers = "Paper A and B" if any(c.id.startswith("B") for c in claims) else "Paper A"
-    head = [f"# {papers} claims{' (scale: ' + s['scale'] + ')' if s['scale'] else ''}: {n_pass}/{len(claims)} PASS", ""]
-    if s["scale"] and s["scale"] != "paper":
+    scale = settings.get("scale", "")
+    head = [f"# {papers} claims{' (scale: ' + scale + ')' if scale else ''}: {n_pass}/{len(claims)} PASS", ""]
+    if scale and scale != "paper":
         head += ["Reduced-scale run: the verdicts test the qualitative claims on smaller training budgets, "
                  "not the paper's numbers.", ""]
-    head += ["Paper A (A*): numbers are medians over repetitions of cumulative regret in nats on the tuning target unless stated. "
-             "Paper B (B*): test accuracies (all 10 output digits right), means over repetitions; "
-             f"settings: {json.dumps({k: v for k, v in s.items() if k != 'scale'}, sort_keys=True)}.", ""]
-    head += [*(notes or []), *([""] if notes else [])]
+    head += [*intro, f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'scale'}, sort_keys=True)}.", ""]
     body = []
-    for line in markdown_lines(claims):
-        body += [line, ""]
+    for c in claims:
+        body += [c.line(), ""]
     return "\n".join(head + body)
 
 
 def to_dataset(claims: list[Claim]) -> xr.Dataset:
-    ids = [c.id for c in claims]
+    def text(values):
+        return ("claim", np.array(values, dtype=object))
+
     return xr.Dataset(
         {
             "passed": storage.var(np.array([c.passed for c in claims], dtype=np.int8), ("claim",), "1",
                                   "claim verdict (1 PASS, 0 FAIL)"),
             "value": storage.var(np.array([c.value for c in claims], dtype=np.float64), ("claim",), "nats or 1",
-                                 "headline number of the check (see details)"),
+                                 "the number that decides the claim (see details)"),
             "reference": storage.var(np.array([c.reference for c in claims], dtype=np.float64), ("claim",), "nats or 1",
-                                     "margin or threshold the value is compared with"),
+                                     "threshold the value is compared with"),
         },
         coords={
-            "claim": ids,
-            "description": ("claim", np.array([c.description for c in claims], dtype=object)),
-            "details": ("claim", np.array([c.details for c in claims], dtype=object)),
+            "claim": [c.id for c in claims],
+            "description": text([c.description for c in claims]),
+            "details": text([c.details for c in claims]),
+            "experiments": text([" ".join(c.experiments) for c in claims]),
+            "figures": text([" ".join(c.figures) for c in claims]),
         },
     )
 
 
-def write(claims: list[Claim], md_path, nc_path, settings: dict | None = None, notes: list[str] | None = None) -> None:
+def write(claims: list[Claim], md_path, nc_path, settings: dict, intro: list[str]) -> None:
     """Write the Markdown report and the NetCDF together (both or neither)."""
-    s = resolve_settings(settings)
     ds = to_dataset(claims)
-    ds.attrs["settings"] = json.dumps(s, sort_keys=True)
-    with style.atomic_outputs(md_path) as (tmp_md,):
-        tmp_md.write_text(markdown(claims, s, notes))
-        tmp_nc = storage.write(ds, nc_path, "claims", {"claims": s}, {}, publish=False)
+    ds.attrs["settings"] = json.dumps(settings, sort_keys=True)
+    with atomic_outputs(md_path) as (tmp_md,):
+        tmp_md.write_text(markdown(claims, settings, intro))
+        tmp_nc = storage.write(ds, nc_path, "claims", {"claims": settings}, {}, publish=False)
         try:
             os.replace(tmp_nc, nc_path)
         except BaseException:

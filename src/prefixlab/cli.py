@@ -10,6 +10,7 @@ Ctrl-C in one line and exit code 130.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import logging
@@ -19,10 +20,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from prefixlab import kernels, storage
+from prefixlab import COMMANDS, kernels, storage
 from prefixlab.config import ConfigError
-from prefixlab.jobs import EvalJob, PretrainJob, TuneJob
-from prefixlab.population import TrainingError
+from prefixlab.optim import TrainingError
 
 log = logging.getLogger("prefixlab")
 
@@ -78,117 +78,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _weights(path, expected: dict | None = None):
-    """Weights from `path` (None without a path), checked against the names and shapes
-    of the network the job builds."""
-    if not path:
-        return None
-    weights = storage.load_torch(path)
-    if expected is not None:
-        storage.check_weights(weights, expected, path)
-    return weights
-
-
-def _coin_weights(path, job: TuneJob):
-    from prefixlab import networks
-    return _weights(path, networks.init_params(job.network) if path else None)
-
-
-def _gpt_weights(path, model):
-    from prefixlab.sorting import gpt
-    return _weights(path, gpt.init_weights(model))
-
-
-def cmd_pretrain(args, cfg):
-    from prefixlab import pretrain
-    job = PretrainJob.from_dict(cfg)
-    weights, ds = pretrain.run(job, args.device)
-    seeds = {"init_seed": job.network.init_seed, "data_seed": job.train.data_seed}
-    with storage.Staging() as out:
-        out.write(ds, args.out_nc, "pretrain", cfg, seeds)
-        out.save_torch(weights, args.out_weights)
-
-
-def cmd_tune(args, cfg):
-    from prefixlab import tune
-    job = TuneJob.from_dict(cfg)
-    if job.pretrained and not args.weights:
-        raise ConfigError(f"tune {job.experiment}: a pretrained experiment needs --weights")
-    ds, hard_ds, state = tune.run(job, _coin_weights(args.weights, job), args.device)
-    t = job.tune
-    seeds = {"data_seeds": [t.data_seeds_start + r for r in range(t.repetitions)], "prefix_seed": t.prefix_seed,
-             "search_seed": t.search_seed, "init_seed": job.network.init_seed}
-    if hard_ds is None:
-        import xarray as xr
-        import numpy as np
-        hard_ds = xr.Dataset({"search_loss": storage.var(np.zeros(0), ("candidate",), "nats", "HardPT search disabled"),
-                              "candidate_prefix": storage.var(np.zeros((0, t.prefix_length), dtype=np.int64), ("candidate", "slot"), "1", "none")})
-    with storage.Staging() as out:
-        out.write(hard_ds, args.out_search, "hard_search", cfg, seeds)
-        out.save_torch(state, args.out_weights)
-        out.write(ds, args.out_nc, "tune", cfg, seeds)
-
-
-def _eval_inputs(args, cfg):
-    job = EvalJob.from_dict(cfg)
-    tune_ds = storage.read(args.tune_nc, "tune")
-    state = storage.load_torch(args.tune_weights)
-    return job, tune_ds, state
-
-
-def cmd_evaluate(args, cfg):
-    from prefixlab import evaluate
-    job, tune_ds, state = _eval_inputs(args, cfg)
-    ds = evaluate.regrets(job, _coin_weights(args.weights, job.tune_job), tune_ds, state, args.device)
-    storage.write(ds, args.out_nc, "eval", cfg, {"eval_seed": job.evaluate.seed})
-
-
-def cmd_states(args, cfg):
-    from prefixlab import evaluate
-    job, tune_ds, state = _eval_inputs(args, cfg)
-    ds = evaluate.internal_states(job, _coin_weights(args.weights, job.tune_job), tune_ds, state, args.device)
-    storage.write(ds, args.out_nc, "states", cfg, {"state_seed": job.evaluate.state_seed})
-
-
-def cmd_sort_pretrain(args, cfg):
-    from prefixlab.sorting import runs
-    from prefixlab.sorting.jobs import SortPretrainJob
-    job = SortPretrainJob.from_dict(cfg)
-    weights, ds = runs.pretrain(job, args.device)
-    seeds = {"init_seed": job.model.init_seed, "data_seed": job.data_seed, "dropout_seed": job.dropout_seed}
-    with storage.Staging() as out:
-        out.write(ds, args.out_nc, "sort_pretrain", cfg, seeds)
-        out.save_torch(weights, args.out_weights)
-
-
-def cmd_sort_tune(args, cfg):
-    from prefixlab.sorting import runs
-    from prefixlab.sorting.jobs import SortTuneJob
-    job = SortTuneJob.from_dict(cfg)
-    trained, ds = runs.tune(job, _gpt_weights(args.weights, job.model), args.device)
-    seeds = {"data_seeds": job.data_seeds, "init_seeds": job.init_seeds, "dropout_seed": job.dropout_seed}
-    with storage.Staging() as out:
-        out.write(ds, args.out_nc, "sort_tune", cfg, seeds)
-        out.save_torch(trained, args.out_weights)
-
-
-def cmd_sort_evaluate(args, cfg):
-    from prefixlab.sorting import runs
-    from prefixlab.sorting.jobs import SortEvalJob
-    job = SortEvalJob.from_dict(cfg)
-    tuned = {}
-    for item in args.tuned:
-        run, sep, path = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--tuned expects RUN=PATH, got {item!r}")
-        tuned[run] = storage.load_torch(path)
-    missing = sorted(set(job.runs) - set(tuned))
-    if missing:
-        raise ConfigError(f"sort-evaluate {job.experiment}: no --tuned weights for run(s) {missing}")
-    ds = runs.evaluate(job, _gpt_weights(args.weights, job.model), tuned, args.device)
-    storage.write(ds, args.out_nc, "sort_eval", cfg, {"eval_seed": job.seed, "theory_seed": job.theory_seed})
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="prefixlab", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -223,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "tune": cmd_tune, "evaluate": cmd_evaluate, "states": cmd_states,
-            "sort-pretrain": cmd_sort_pretrain, "sort-tune": cmd_sort_tune, "sort-evaluate": cmd_sort_evaluate}
+def run_command(command: str, args, cfg: dict) -> None:
+    module, _, function = COMMANDS[command].partition(":")
+    getattr(importlib.import_module(module), function)(args, cfg)
 
 
 def main(argv=None) -> int:
@@ -244,7 +134,7 @@ def main(argv=None) -> int:
             raise ConfigError("--kernels triton needs Triton and a CUDA device (or TRITON_INTERPRET=1 on the CPU)")
         cfg = load_config(args.config)
         check_outputs(args)
-        COMMANDS[args.command](args, cfg)
+        run_command(args.command, args, cfg)
     except (ConfigError, storage.DataError) as err:
         log.error("%s", err)
         return 2

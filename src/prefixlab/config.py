@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefixlab.types import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS, BASELINES
+from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS, BASELINES
 
 
 class ConfigError(ValueError):
@@ -218,3 +218,12 @@ __all__ = [
     "ConfigError", "FieldError", "check", "positive_ints", "require", "build", "NetworkConfig", "SourceConfig", "TrainConfig", "TuneConfig", "EvalConfig",
     "sources_from_dict", "BASELINES", "field",
 ]
+
+
+def as_config_key(parse, *args) -> None:
+    """Run a config parser; its error "key: problem" becomes "config key 'key': problem"."""
+    try:
+        parse(*args)
+    except ConfigError as err:
+        key, _, msg = str(err).partition(": ")
+        raise ConfigError(f"config key '{key}': {msg}") from None

@@ -216,3 +216,11 @@ def load_torch(path: str | os.PathLike):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise DataError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from None
+
+
+def load_weights(path, expected: dict):
+    """Weights from `path`, checked against the tensor names and shapes of the network
+    the job builds (`expected`, e.g. a fresh initialisation)."""
+    weights = load_torch(path)
+    check_weights(weights, expected, path)
+    return weights

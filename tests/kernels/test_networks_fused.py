@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prefixlab import kernels, networks, population
-from prefixlab.population import Member
+from prefixlab import kernels
+from prefixlab.coins import networks, population
+from prefixlab.coins.population import Member
 
 from conftest import perturbed, tiny_net
 from .conftest import assert_close

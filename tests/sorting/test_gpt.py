@@ -7,7 +7,7 @@ import torch
 
 from prefixlab import kernels
 from prefixlab.sorting import analysis, gpt, train
-from prefixlab.sorting.tasks import DigitSpec, sample_task_batch, sequences
+from prefixlab.sorting.data import DigitSpec, sample_task_batch, sequences
 
 SPEC = DigitSpec()
 

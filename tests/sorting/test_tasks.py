@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prefixlab.sorting import tasks
-from prefixlab.sorting.tasks import DigitSpec, sample_inputs, sample_task_batch, sequences, task_output
+from prefixlab.sorting.data import DigitSpec, sample_inputs, sample_task_batch, sequences, task_output
 
 SPEC = DigitSpec()
 X = np.array([[2, 6, 0, 1, 4, 6, 3, 0, 1, 2],

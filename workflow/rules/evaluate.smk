@@ -1,7 +1,26 @@
+# Evaluation: Paper A's regrets and internal states, Paper B's accuracies and theory check.
+
+
+def eval_config(wildcards):
+    return as_json(coins_jobs.eval_job(CFG, wildcards.exp, wildcards.arch))
+
+
+def sort_eval_config(wildcards):
+    return as_json(sorting_jobs.eval_job(CFG, wildcards.bexp))
+
+
+def sort_tuned(wildcards):
+    return {run: f"{PB}/tune/{wildcards.bexp}_{run}.pt" for run in sort_exp(wildcards.bexp)["runs"]}
+
+
+def tuned_flags(wildcards, input):
+    return " ".join(f"--tuned {run}={input[run]}" for run in sort_exp(wildcards.bexp)["runs"])
+
+
 rule evaluate:
     """Per-step log loss and regrets on the three evaluation distributions (SPEC 1.5)."""
     input:
-        code=EVAL_CODE,
+        code=command_code("evaluate"),
         weights=pretrained_weights,
         tune_nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
         tune_weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
@@ -12,10 +31,11 @@ rule evaluate:
         weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="evaluate",
     log:
-        f"{LOGS}/evaluate/{{exp}}_{{arch}}.log",
+        f"{LOGS_A}/evaluate/{{exp}}_{{arch}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{exp}}_{{arch}}.tsv"
+        f"{BENCH_A}/evaluate/{{exp}}_{{arch}}.tsv"
     threads: heavy_threads
     resources:
         mem_mb=8000,
@@ -24,14 +44,14 @@ rule evaluate:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab evaluate --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
-        " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
+        "python -m prefixlab {params.command} --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        " --kernels {params.kernels} --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
 
 
-rule internal_states:
-    """Internal-state trajectories for the PCA figures (SPEC 1.9)."""
+# Internal-state trajectories for the PCA figures (SPEC 1.9): the same job, another command.
+use rule evaluate as internal_states with:
     input:
-        code=EVAL_CODE,
+        code=command_code("states"),
         weights=pretrained_weights,
         tune_nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
         tune_weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
@@ -42,17 +62,15 @@ rule internal_states:
         weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="states",
     log:
-        f"{LOGS}/states/{{exp}}_{{arch}}.log",
-    threads: heavy_threads
+        f"{LOGS_A}/states/{{exp}}_{{arch}}.log",
+    benchmark:
+        f"{BENCH_A}/states/{{exp}}_{{arch}}.tsv"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/prefixlab.yaml"
-    shell:
-        "python -m prefixlab states --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
-        " --tune-nc {input.tune_nc} --tune-weights {input.tune_weights} --out-nc {output} > {log} 2>&1"
+        gpu=device_gpus,
 
 
 rule sort_evaluate:
@@ -60,7 +78,7 @@ rule sort_evaluate:
     experiment's attention maps or block-output shifts (SPEC 2.3)."""
     input:
         unpack(sort_tuned),
-        code=SORT_EVAL_CODE,
+        code=command_code("sort-evaluate"),
         weights=sort_weights,
     output:
         f"{PB}/eval/{{bexp}}.nc",
@@ -70,9 +88,9 @@ rule sort_evaluate:
         device=CFG["device"],
         kernels=CFG["kernels"],
     log:
-        f"{LOGS}/paper_b/evaluate/{{bexp}}.log",
+        f"{LOGS_B}/evaluate/{{bexp}}.log",
     benchmark:
-        f"{BENCH}/paper_b/evaluate/{{bexp}}.tsv"
+        f"{BENCH_B}/evaluate/{{bexp}}.tsv"
     threads: heavy_threads
     resources:
         mem_mb=8000,

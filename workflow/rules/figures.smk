@@ -1,19 +1,97 @@
-# One rule per figure; every figure reads only NetCDF and writes PDF + PNG.
-# (Which files each figure reads: FIGURE_INPUTS in common.smk.)
-for _name in FIGURE_INPUTS:
+# Figures: each reads only NetCDF and writes PDF + PNG.
+
+
+def _fig1(w):
+    return keyed("eval", ["r2s"])
+
+
+def _fig2(w):
+    return keyed("states", ["r2s"])
+
+
+def _fig3(w):
+    return keyed("eval", ["r2m"])
+
+
+def _fig4(w):
+    return keyed("eval", ["u2m", "u2r"], ["transformer"])
+
+
+def _fig5(w):
+    return keyed("eval", [w.exp], [w.arch])
+
+
+def _fig6(w):
+    return keyed("states", ["r2m"])
+
+
+def _fig7(w):
+    return keyed("search", EXPS)
+
+
+def _fig8(w):
+    return {**keyed("tune", EXPS), **pretrain_inputs()}
+
+
+def _fig9(w):
+    ablations = [e for e in EXPS if e.endswith(("_d4", "_maxi", "_L25"))]
+    return keyed("eval", ["r2s", "r2m"] + ablations)
+
+
+# figure -> (the NetCDF files it reads, its caption in workflow/report/, its report category)
+FIGURE_RULES = {
+    "fig1_r2s_headline": (_fig1, "fig1.rst", "Paper A"),
+    "fig2_states_r2s": (_fig2, "fig2.rst", "Paper A"),
+    "fig3_r2m_headline": (_fig3, "fig3.rst", "Paper A"),
+    "fig4_untrained": (_fig4, "fig4.rst", "Paper A"),
+    "fig6_states_r2m": (_fig6, "fig6.rst", "Paper A"),
+    "fig7_hard_search": (_fig7, "fig7.rst", "Paper A"),
+    "fig8_losses": (_fig8, "fig8.rst", "Paper A"),
+    "fig9_ablations": (_fig9, "fig9.rst", "Paper A"),
+    "figB1_descending": (lambda w: sort_keyed(["b1_descending"], with_tune=True), "figB1_descending.rst", "Paper B"),
+    "figB2_elicit": (lambda w: sort_keyed(["b2_elicit"]), "figB2_elicit.rst", "Paper B"),
+    "figB3_matrix": (lambda w: sort_keyed(["b3_matrix"]), "figB3_matrix.rst", "Paper B"),
+    "figB4_double_hist": (lambda w: sort_keyed(["b4_double_hist"], with_tune=True), "figB4_double_hist.rst", "Paper B"),
+    "figB5_theory": (lambda w: sort_keyed(BEXPS), "figB5_theory.rst", "Paper B"),
+}
+
+
+def figure_settings(wildcards=None):
+    return as_json(CFG.get("figures", {}))
+
+
+def fig_input(name, names):
+    """Rule input: keyed data files plus the code that draws figure `name`."""
+    def inputs(wildcards):
+        return {**names(wildcards), "code": figure_code(FIGURES[name])}
+
+    return inputs
+
+
+def all_figure_outputs():
+    """Every figure whose data the configured experiments provide, the SoftPT table and the claims report."""
+    outs = [f"{FIG}/{name}.png" for name, (inputs, _, _) in FIGURE_RULES.items() if inputs(None)]
+    outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
+    if any(e in EXPS for e in ("r2s", "r2m")):
+        outs.append(f"{FIG}/table_softpt.md")
+    return outs + [f"{RES}/claims.md", f"{RES}/claims.nc"]
+
+
+for _name, (_inputs, _caption, _category) in FIGURE_RULES.items():
 
     rule:
         name:
             f"figure_{_name}"
         input:
-            unpack(fig_input(FIGURE_INPUTS[_name])),
+            unpack(fig_input(_name, _inputs)),
         output:
             pdf=f"{FIG}/{_name}.pdf",
-            png=report(f"{FIG}/{_name}.png", caption=f"../report/{CAPTIONS[_name]}", category="Paper A"),
+            png=report(f"{FIG}/{_name}.png", caption=f"../report/{_caption}", category=_category),
         params:
             settings=figure_settings,
             inputs=input_flags,
             name=_name,
+            table="",
         log:
             f"{LOGS}/figures/{_name}.log",
         threads: 1
@@ -24,41 +102,13 @@ for _name in FIGURE_INPUTS:
             "../../envs/prefixlab.yaml"
         shell:
             "python -m prefixlab.figures {params.name} {params.inputs} --settings {params.settings:q}"
-            " --out-pdf {output.pdf} --out-png {output.png} > {log} 2>&1"
+            " --out-pdf {output.pdf} --out-png {output.png} {params.table} > {log} 2>&1"
 
 
-# Paper B figures (inputs: SORT_FIGURE_INPUTS in common.smk).
-for _name in SORT_FIGURE_INPUTS:
-
-    rule:
-        name:
-            f"figure_{_name}"
-        input:
-            unpack(fig_input(SORT_FIGURE_INPUTS[_name])),
-        output:
-            pdf=f"{FIG}/{_name}.pdf",
-            png=report(f"{FIG}/{_name}.png", caption=f"../report/{_name}.rst", category="Paper B"),
-        params:
-            settings=figure_settings,
-            inputs=input_flags,
-            name=_name,
-        log:
-            f"{LOGS}/figures/{_name}.log",
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        conda:
-            "../../envs/prefixlab.yaml"
-        shell:
-            "python -m prefixlab.figures {params.name} {params.inputs} --settings {params.settings:q}"
-            " --out-pdf {output.pdf} --out-png {output.png} > {log} 2>&1"
-
-
-rule figure_fig5_full:
-    """Full results of one experiment and architecture."""
+# Full results of one experiment and architecture.
+use rule figure_fig1_r2s_headline as figure_fig5_full with:
     input:
-        unpack(fig_input(_fig5)),
+        unpack(fig_input("fig5_full", _fig5)),
     output:
         pdf=f"{FIG}/fig5_full_{{exp}}_{{arch}}.pdf",
         png=report(f"{FIG}/fig5_full_{{exp}}_{{arch}}.png", caption="../report/fig5.rst", category="Paper A",
@@ -66,23 +116,17 @@ rule figure_fig5_full:
     params:
         settings=figure_settings,
         inputs=input_flags,
+        name="fig5_full",
+        table="",
     log:
         f"{LOGS}/figures/fig5_full_{{exp}}_{{arch}}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/prefixlab.yaml"
-    shell:
-        "python -m prefixlab.figures fig5_full {params.inputs} --settings {params.settings:q}"
-        " --out-pdf {output.pdf} --out-png {output.png} > {log} 2>&1"
 
 
-rule table_softpt:
-    """SoftPT cumulative regret at n = 49 beside the paper's values (SPEC 1.7 item 10)."""
+# SoftPT cumulative regret at n = 49 beside the paper's values (SPEC 1.7 item 10): the
+# ablation figure's inputs, with the Markdown table beside the figure.
+use rule figure_fig9_ablations as table_softpt with:
     input:
-        unpack(fig_input(_fig9)),
+        unpack(fig_input("table_softpt", _fig9)),
     output:
         md=f"{FIG}/table_softpt.md",
         pdf=f"{FIG}/table_softpt.pdf",
@@ -90,14 +134,7 @@ rule table_softpt:
     params:
         settings=figure_settings,
         inputs=input_flags,
+        name="table_softpt",
+        table=lambda wildcards, output: f"--out-md {output.md}",
     log:
         f"{LOGS}/figures/table_softpt.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/prefixlab.yaml"
-    shell:
-        "python -m prefixlab.figures table_softpt {params.inputs} --settings {params.settings:q}"
-        " --out-pdf {output.pdf} --out-png {output.png} --out-md {output.md} > {log} 2>&1"

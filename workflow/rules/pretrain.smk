@@ -1,7 +1,18 @@
+# Pretraining: Paper A's networks on Random Coins, Paper B's GPTs on their task.
+
+
+def pretrain_config(wildcards):
+    return as_json(coins_jobs.pretrain_job(CFG, wildcards.variant, wildcards.arch))
+
+
+def sort_pretrain_config(wildcards):
+    return as_json(sorting_jobs.pretrain_job(CFG, wildcards.bmodel))
+
+
 rule pretrain:
     """Pretrain one network variant on Random Coins (SPEC 1.3)."""
     input:
-        code=PRETRAIN_CODE,
+        code=command_code("pretrain"),
     output:
         weights=f"{PA}/pretrain/{{arch}}_{{variant}}.pt",
         nc=f"{PA}/pretrain/{{arch}}_{{variant}}.nc",
@@ -9,10 +20,11 @@ rule pretrain:
         cfg=pretrain_config,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="pretrain",
     log:
-        f"{LOGS}/pretrain/{{arch}}_{{variant}}.log",
+        f"{LOGS_A}/pretrain/{{arch}}_{{variant}}.log",
     benchmark:
-        f"{BENCH}/pretrain/{{arch}}_{{variant}}.tsv"
+        f"{BENCH_A}/pretrain/{{arch}}_{{variant}}.tsv"
     threads: heavy_threads
     priority: PRIORITY_PRETRAIN
     resources:
@@ -22,14 +34,13 @@ rule pretrain:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab pretrain --config {params.cfg:q} --threads {threads} --device {params.device} --kernels {params.kernels}"
+        "python -m prefixlab {params.command} --config {params.cfg:q} --threads {threads} --device {params.device} --kernels {params.kernels}"
         " --out-weights {output.weights} --out-nc {output.nc} > {log} 2>&1"
 
 
-rule sort_pretrain:
-    """Paper B: pretrain one GPT on its task (SPEC 2.2, 2.3)."""
+use rule pretrain as sort_pretrain with:
     input:
-        code=SORT_CODE,
+        code=command_code("sort-pretrain"),
     output:
         weights=f"{PB}/pretrain/{{bmodel}}.pt",
         nc=f"{PB}/pretrain/{{bmodel}}.nc",
@@ -37,18 +48,12 @@ rule sort_pretrain:
         cfg=sort_pretrain_config,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="sort-pretrain",
     log:
-        f"{LOGS}/paper_b/pretrain/{{bmodel}}.log",
+        f"{LOGS_B}/pretrain/{{bmodel}}.log",
     benchmark:
-        f"{BENCH}/paper_b/pretrain/{{bmodel}}.tsv"
-    threads: heavy_threads
-    priority: PRIORITY_PRETRAIN
+        f"{BENCH_B}/pretrain/{{bmodel}}.tsv"
     resources:
         mem_mb=4000,
         runtime=240,
         gpu=device_gpus,
-    conda:
-        "../../envs/prefixlab.yaml"
-    shell:
-        "python -m prefixlab sort-pretrain --config {params.cfg:q} --threads {threads} --device {params.device} --kernels {params.kernels}"
-        " --out-weights {output.weights} --out-nc {output.nc} > {log} 2>&1"

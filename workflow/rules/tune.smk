@@ -1,8 +1,36 @@
+# Tuning: every run of one experiment as one batched population.
+
+
+def pretrained_weights(wildcards):
+    e = exp_cfg(wildcards.exp)
+    return [f"{PA}/pretrain/{wildcards.arch}_{e['network']}.pt"] if e["pretrained"] else []
+
+
+def weights_flag(wildcards, input):
+    return f"--weights {input.weights}" if input.weights else ""
+
+
+def search_flag(wildcards, output):
+    return f"--out-search {output.search}" if "search" in output.keys() else ""
+
+
+def tune_config(wildcards):
+    return as_json(coins_jobs.tune_job(CFG, wildcards.exp, wildcards.arch))
+
+
+def sort_weights(wildcards):
+    return f"{PB}/pretrain/{sort_exp(wildcards.bexp)['model']}.pt"
+
+
+def sort_tune_config(wildcards):
+    return as_json(sorting_jobs.tune_job(CFG, wildcards.bexp, wildcards.brun))
+
+
 rule tune:
     """All tuning runs of one experiment x network as one batched population,
     plus the HardPT and PreBayesPT prefix searches (SPEC 1.4)."""
     input:
-        code=TUNE_CODE,
+        code=command_code("tune"),
         weights=pretrained_weights,
     output:
         nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
@@ -13,10 +41,12 @@ rule tune:
         weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="tune",
+        search=search_flag,
     log:
-        f"{LOGS}/tune/{{exp}}_{{arch}}.log",
+        f"{LOGS_A}/tune/{{exp}}_{{arch}}.log",
     benchmark:
-        f"{BENCH}/tune/{{exp}}_{{arch}}.tsv"
+        f"{BENCH_A}/tune/{{exp}}_{{arch}}.tsv"
     threads: heavy_threads
     priority: PRIORITY_TUNE
     resources:
@@ -26,35 +56,29 @@ rule tune:
     conda:
         "../../envs/prefixlab.yaml"
     shell:
-        "python -m prefixlab tune --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device} --kernels {params.kernels}"
-        " --out-nc {output.nc} --out-search {output.search} --out-weights {output.weights} > {log} 2>&1"
+        "python -m prefixlab {params.command} --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
+        " --kernels {params.kernels} --out-nc {output.nc} {params.search} --out-weights {output.weights} > {log} 2>&1"
 
 
-rule sort_tune:
-    """Paper B: one run (fine-tuning, prefix or LoRA) of one experiment; its tasks x
-    repetitions train as one population."""
+use rule tune as sort_tune with:
     input:
-        code=SORT_CODE,
+        code=command_code("sort-tune"),
         weights=sort_weights,
     output:
         nc=f"{PB}/tune/{{bexp}}_{{brun}}.nc",
         weights=f"{PB}/tune/{{bexp}}_{{brun}}.pt",
     params:
         cfg=sort_tune_config,
+        weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
+        command="sort-tune",
+        search=search_flag,
     log:
-        f"{LOGS}/paper_b/tune/{{bexp}}_{{brun}}.log",
+        f"{LOGS_B}/tune/{{bexp}}_{{brun}}.log",
     benchmark:
-        f"{BENCH}/paper_b/tune/{{bexp}}_{{brun}}.tsv"
-    threads: heavy_threads
-    priority: PRIORITY_TUNE
+        f"{BENCH_B}/tune/{{bexp}}_{{brun}}.tsv"
     resources:
         mem_mb=8000,
         runtime=720,
         gpu=device_gpus,
-    conda:
-        "../../envs/prefixlab.yaml"
-    shell:
-        "python -m prefixlab sort-tune --config {params.cfg:q} --weights {input.weights} --threads {threads}"
-        " --device {params.device} --kernels {params.kernels} --out-nc {output.nc} --out-weights {output.weights} > {log} 2>&1"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prefixlab.sorting import gpt
-from prefixlab.sorting.tasks import DigitSpec, sample_task_batch, sequences
+from prefixlab.sorting import networks
+from prefixlab.sorting.data import DigitSpec, sample_task_batch, sequences
 
 
 def test_set(task: str, samples: int, spec: DigitSpec, seed: int):
@@ -17,7 +17,7 @@ def test_set(task: str, samples: int, spec: DigitSpec, seed: int):
 
 
 @torch.no_grad()
-def accuracy(model: gpt.Model, inputs: np.ndarray, outputs: np.ndarray, chunk: int = 800, device="cpu"):
+def accuracy(model: networks.Model, inputs: np.ndarray, outputs: np.ndarray, chunk: int = 800, device="cpu"):
     """(P,) fraction of samples whose 10 greedily decoded output digits are all right.
 
     Greedy decoding gets every digit right exactly when each teacher-forced argmax is
@@ -29,13 +29,13 @@ def accuracy(model: gpt.Model, inputs: np.ndarray, outputs: np.ndarray, chunk: i
         x, y = inputs[lo:lo + chunk], outputs[lo:lo + chunk]
         tokens = torch.from_numpy(sequences(x, y, cfg.prefix_length)).to(device)
         tokens = tokens.expand(model.members, *tokens.shape)
-        pred = gpt.output_predictions(model.forward(tokens), model.content_offset, cfg.digits)
+        pred = networks.output_predictions(model.forward(tokens), model.content_offset, cfg.digits)
         correct += (pred == torch.from_numpy(y).to(device)).all(-1).sum(-1)
     return (correct / len(inputs)).cpu().numpy()
 
 
 @torch.no_grad()
-def greedy_decode(model: gpt.Model, inputs: np.ndarray, device="cpu") -> np.ndarray:
+def greedy_decode(model: networks.Model, inputs: np.ndarray, device="cpu") -> np.ndarray:
     """(B, N) inputs -> (P, B, N) outputs decoded one digit at a time."""
     cfg = model.cfg
     N = cfg.digits
@@ -43,12 +43,12 @@ def greedy_decode(model: gpt.Model, inputs: np.ndarray, device="cpu") -> np.ndar
     for i in range(N):
         tokens = np.stack([sequences(inputs, out[p], cfg.prefix_length) for p in range(model.members)])
         logits = model.forward(torch.from_numpy(tokens).to(device))
-        out[:, :, i] = gpt.output_predictions(logits, model.content_offset, N)[:, :, i].cpu().numpy()
+        out[:, :, i] = networks.output_predictions(logits, model.content_offset, N)[:, :, i].cpu().numpy()
     return out
 
 
 @torch.no_grad()
-def theory_check(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor, inputs: np.ndarray, outputs: np.ndarray,
+def theory_check(cfg: networks.GPTConfig, base: dict, prefixes: torch.Tensor, inputs: np.ndarray, outputs: np.ndarray,
                  device="cpu") -> dict[str, np.ndarray]:
     """Check the prefix-bias identity of Petrov et al. at layer 0, the one layer whose
     content input a prefix does not change.
@@ -68,8 +68,8 @@ def theory_check(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor, inputs:
     L = cfg.prefix_length
     K = prefixes.shape[0]
     tokens = torch.from_numpy(sequences(inputs, outputs, L)).to(device)
-    _, free = gpt.Model(cfg, base).forward(tokens[None], record=True)
-    _, pre = gpt.Model(cfg, base, {"prefix": prefixes.to(device)}).forward(tokens.expand(K, *tokens.shape), record=True)
+    _, free = networks.Model(cfg, base).forward(tokens[None], record=True)
+    _, pre = networks.Model(cfg, base, {"prefix": prefixes.to(device)}).forward(tokens.expand(K, *tokens.shape), record=True)
     free, pre = free[0], pre[0]
     content = free["probs"][:, :, :, L:, L:]  # (1, B, H, S', S'): content queries over content keys
     content = content / content.sum(-1, keepdim=True)
@@ -100,7 +100,7 @@ def theory_check(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor, inputs:
 
 
 @torch.no_grad()
-def attention_map(model: gpt.Model, inputs: np.ndarray, device="cpu"):
+def attention_map(model: networks.Model, inputs: np.ndarray, device="cpu"):
     """Attention weights of member 0 on one input fed with its own greedy output.
 
     Returns (weights (layers, H, S, S) over all positions, NaN on prefix-slot queries of a
@@ -123,7 +123,7 @@ def attention_map(model: gpt.Model, inputs: np.ndarray, device="cpu"):
 
 
 @torch.no_grad()
-def block_outputs(model: gpt.Model, inputs: np.ndarray, device="cpu"):
+def block_outputs(model: networks.Model, inputs: np.ndarray, device="cpu"):
     """Layer-0 attention-block output at the last input position: (P, B, D)."""
     cfg = model.cfg
     y = np.zeros_like(inputs)
@@ -133,12 +133,12 @@ def block_outputs(model: gpt.Model, inputs: np.ndarray, device="cpu"):
 
 
 @torch.no_grad()
-def prefix_directions(cfg: gpt.GPTConfig, base: dict, prefixes: torch.Tensor) -> np.ndarray:
+def prefix_directions(cfg: networks.GPTConfig, base: dict, prefixes: torch.Tensor) -> np.ndarray:
     """(K, D): the layer-0 prefix value of each prefix (slot 0) through the output
     projection, without bias: the direction an L = 1 prefix pushes the block output in."""
-    model = gpt.Model(cfg, base, {"prefix": prefixes})
+    model = networks.Model(cfg, base, {"prefix": prefixes})
     s = prefixes[:, 0, :1][:, None]  # (K, 1, 1, D)
     s = model.layer_norm(s, "h0.ln_1") if cfg.ln_1 else s
-    _, _, v = model._heads(model.linear(s, "h0.attn_qkv"))  # (K, 1, H, 1, E)
+    _, _, v = model.split_heads(model.linear(s, "h0.attn_qkv"))  # (K, 1, H, 1, E)
     v = v[:, 0, :, 0].reshape(prefixes.shape[0], cfg.d)
     return (v @ base["h0.attn_proj.w"]).cpu().numpy()

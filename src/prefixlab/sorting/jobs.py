@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefixlab.config import build, check, require
+from prefixlab.config import ConfigError, as_config_key, build, check, require
 from prefixlab.sorting.configs import METHODS, TASKS, DigitSpec, GPTConfig, OptimConfig
 
 ARCH_KEYS = ("layers", "heads", "d", "prefix_length", "ln_1", "lora_rank", "init_seed")
@@ -134,3 +134,59 @@ class SortEvalJob:
                    attention_maps=bool(d.get("attention_maps", False)), shift_figure=bool(d.get("shift_figure", False)),
                    shift_samples=int(e["shift_samples"]), theory_samples=int(e["theory_samples"]),
                    theory_random_prefixes=int(e["theory_random_prefixes"]), theory_seed=int(e["theory_seed"]))
+
+
+# ----------------------------------------------------------------------------- the workflow's job subtrees
+
+def pretrain_job(cfg: dict, model: str) -> dict:
+    b = cfg["paper_b"]
+    return {"name": model, "model": b["models"][model], "digits": b["digits"], "train": b["train"],
+            "seeds": b["seeds"]}
+
+
+def _arch(model: dict) -> dict:
+    """A tuning job depends on the network's shape; its pretraining settings reach it
+    through the weights file."""
+    return {k: v for k, v in model.items() if k not in ("task", "steps", "lr")}
+
+
+def tune_job(cfg: dict, exp: str, run: str) -> dict:
+    b = cfg["paper_b"]
+    e = b["experiments"][exp]
+    spec = e["runs"][run]
+    method = spec["method"]
+    # only what this run's optimiser uses, so e.g. a fine-tuning weight decay change
+    # leaves prefix runs alone
+    train = {k: v for k, v in b["train"].items() if k != "dropout" or method == "finetune"}
+    train["weight_decay"] = {method: b["train"]["weight_decay"][method]}
+    return {"experiment": exp, "run": run, "model": _arch(b["models"][e["model"]]), "digits": b["digits"],
+            "train": train, "seeds": b["seeds"], "repetitions": b["repetitions"], "spec": spec}
+
+
+def eval_job(cfg: dict, exp: str) -> dict:
+    b = cfg["paper_b"]
+    e = b["experiments"][exp]
+    return {"experiment": exp, "model": _arch(b["models"][e["model"]]), "digits": b["digits"], "train": b["train"],
+            "seeds": b["seeds"], "repetitions": b["repetitions"], "runs": e["runs"], "eval_tasks": e["eval_tasks"],
+            "attention_maps": e.get("attention_maps", False), "shift_figure": e.get("shift_figure", False),
+            "evaluate": b["evaluate"]}
+
+def check_config(cfg: dict) -> None:
+    """Paper B's part of settings.check_jobs (nothing without a paper_b section)."""
+    b = cfg.get("paper_b")
+    if not b:
+        return
+    _check_references(b)
+    as_config_key(build, DigitSpec, b["digits"], "paper_b.digits")
+    for exp in b["run_experiments"]:
+        as_config_key(SortPretrainJob.from_dict, pretrain_job(cfg, b["experiments"][exp]["model"]))
+        as_config_key(SortEvalJob.from_dict, eval_job(cfg, exp))  # includes every run's tune job
+
+
+def _check_references(b: dict) -> None:
+    for name in b["run_experiments"]:
+        if name not in b["experiments"]:
+            raise ConfigError(f"config key 'paper_b.run_experiments': unknown experiment {name!r}; defined: {sorted(b['experiments'])}")
+    for name, e in b["experiments"].items():
+        if e["model"] not in b["models"]:
+            raise ConfigError(f"config key 'paper_b.experiments.{name}.model': unknown model {e['model']!r}; defined: {sorted(b['models'])}")

@@ -1,22 +1,14 @@
-"""One look for every figure: a fixed colour, line style and label per method, the
-method order with its groups (prefix methods | weight methods | baselines), the
-shared legend, and atomic saving of PDF + PNG.
+"""One look for every Paper A figure: a fixed colour, line style and label per method,
+the method order with its groups (prefix methods | weight methods | baselines) and the
+shared legend; saving comes from prefixlab.plotting.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
+from matplotlib.lines import Line2D
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never open a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from prefixlab.types import ALL_METHODS, BASELINES, PREFIX_METHODS, WEIGHT_METHODS  # noqa: E402
+from prefixlab import plotting  # noqa: F401 (sets matplotlib up for files)
+from prefixlab.coins.methods import ALL_METHODS, BASELINES, PREFIX_METHODS, WEIGHT_METHODS
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("prefix methods", PREFIX_METHODS),
@@ -53,8 +45,6 @@ VARIANT_LINESTYLE = {"base": "-", "d4": "--", "maxi": ":"}
 DIST_LABEL = {"single": "Single Coin", "mixture": "Two-Coin Mixture", "random": "Random Coins"}
 PRETRAIN_GREY = "#b0b0b0"
 
-DEFAULT_DPI = 150
-DEFAULT_BAR_STEPS = (49, 99, 199)
 
 
 def color(method: str) -> str:
@@ -80,17 +70,6 @@ def group_of(method: str) -> int:
         if method in members:
             return i
     return len(GROUPS)
-
-
-def apply_rc() -> None:
-    plt.rcParams.update({
-        "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
-        "figure.constrained_layout.use": True, "pdf.fonttype": 42, "svg.hashsalt": "prefixlab",
-    })
-
-
-apply_rc()
 
 
 def method_legend(fig, methods, bayes_label: str = "TargetBayes", extra=None, **kw):
@@ -120,33 +99,3 @@ def method_legend(fig, methods, bayes_label: str = "TargetBayes", extra=None, **
     return fig.legend(handles, labels, ncol=width, frameon=False, handlelength=2.2, columnspacing=1.2, **kw)
 
 
-@contextlib.contextmanager
-def atomic_outputs(*paths):
-    """Yields temporary paths next to `paths`; on success all are renamed into place
-    together, on failure all are removed: no half-written or partial set of outputs."""
-    finals = [Path(p) for p in paths]
-    tmps = []
-    for p in finals:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmps.append(p.with_name(f".{p.stem}.tmp{os.getpid()}{p.suffix}"))
-    try:
-        yield tmps
-    except BaseException:
-        for t in tmps:
-            t.unlink(missing_ok=True)
-        raise
-    for t, p in zip(tmps, finals):
-        os.replace(t, p)
-
-
-def save(fig, pdf, png, dpi: int = DEFAULT_DPI) -> None:
-    """Write the figure as PDF and PNG atomically (temp file + os.replace)."""
-    with atomic_outputs(pdf, png) as (tmp_pdf, tmp_png):
-        write_figure(fig, tmp_pdf, tmp_png, dpi)
-    plt.close(fig)
-
-
-def write_figure(fig, pdf_path, png_path, dpi: int = DEFAULT_DPI) -> None:
-    # No creation date in the PDF: reruns give identical files.
-    fig.savefig(pdf_path, format="pdf", metadata={"CreationDate": None})
-    fig.savefig(png_path, format="png", dpi=dpi)

@@ -4,19 +4,19 @@ evaluation distribution, and the internal-state trajectories for the PCA figures
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
 import xarray as xr
 
-from prefixlab import bayes, data, networks, population
-from prefixlab.jobs import EvalJob, TuneJob
-from prefixlab.networks import Params
-from prefixlab.population import Member
+from prefixlab.coins import bayes, data, networks, population
+from prefixlab.coins.jobs import EvalJob, TuneJob
+from prefixlab.coins.networks import Params
+from prefixlab.coins.population import Member
+from prefixlab import storage
 from prefixlab.storage import var
-from prefixlab.tune import base_network, chunk_size
-from prefixlab.types import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS
+from prefixlab.coins.tune import base_network, chunk_size, pretrained_weights
+from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS
 
 log = logging.getLogger("prefixlab")
 STATE_METHODS = ("NoTuning", "RandomPF", "HardPT", "SimplexPT", "RealPT", "SoftPT")
@@ -162,3 +162,24 @@ def internal_states(ej: EvalJob, weights: Params | None, tune_ds: xr.Dataset, st
     )
     ds.attrs.update(experiment=job.experiment, arch=job.network.arch, state=key)
     return ds
+
+
+def _inputs(args, cfg: dict):
+    job = EvalJob.from_dict(cfg)
+    tune_ds = storage.read(args.tune_nc, "tune")
+    state = storage.load_torch(args.tune_weights)
+    return job, pretrained_weights(args.weights, job.tune_job), tune_ds, state
+
+
+def evaluate_command(args, cfg: dict) -> None:
+    """`python -m prefixlab evaluate`: regrets of every method on every evaluation distribution."""
+    job, weights, tune_ds, state = _inputs(args, cfg)
+    ds = regrets(job, weights, tune_ds, state, args.device)
+    storage.write(ds, args.out_nc, "eval", cfg, {"eval_seed": job.evaluate.seed})
+
+
+def states_command(args, cfg: dict) -> None:
+    """`python -m prefixlab states`: recorded internal states for the PCA figures."""
+    job, weights, tune_ds, state = _inputs(args, cfg)
+    ds = internal_states(job, weights, tune_ds, state, args.device)
+    storage.write(ds, args.out_nc, "states", cfg, {"state_seed": job.evaluate.state_seed})

@@ -9,8 +9,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from prefixlab.figures import common, style
-from prefixlab.figures.common import FigureInputError, Inputs
+from prefixlab.coins.figures import common, style
+from prefixlab.plotting import FigureInputError, Inputs
 
 
 def _prefix_text(ds, best: int) -> str:
@@ -21,7 +21,7 @@ def fig7_hard_search(data: Inputs, settings: dict) -> plt.Figure:
     searches = common.select(data, "search")
     if not searches:
         raise FigureInputError("fig7_hard_search: needs search_<experiment>_<arch> inputs")
-    exps = list(dict.fromkeys(e for e, _ in sorted(searches, key=lambda k: _exp_rank(k[0]))))
+    exps = list(dict.fromkeys(e for e, _ in sorted(searches, key=lambda k: exp_rank(k[0]))))
     ncols = min(4, len(exps))
     nrows = math.ceil(len(exps) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows + 0.6), squeeze=False)
@@ -65,5 +65,5 @@ def fig7_hard_search(data: Inputs, settings: dict) -> plt.Figure:
 EXP_ORDER = ("r2s", "r2m", "u2m", "u2r", "r2s_d4", "r2m_d4", "r2s_maxi", "r2m_maxi", "r2s_L25", "r2m_L25")
 
 
-def _exp_rank(exp: str):
+def exp_rank(exp: str):
     return (EXP_ORDER.index(exp) if exp in EXP_ORDER else len(EXP_ORDER), exp)

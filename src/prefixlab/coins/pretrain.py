@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from prefixlab import networks, population
-from prefixlab.jobs import PretrainJob
-from prefixlab.population import Member
+from prefixlab.coins import networks, population
+from prefixlab.coins.jobs import PretrainJob
+from prefixlab.coins.population import Member
+from prefixlab import storage
 from prefixlab.storage import var
 
 
@@ -33,3 +34,13 @@ def run(job: PretrainJob, device="cpu"):
     # No wall-clock time in the file (it would break bitwise-identical reruns); population.train logs it.
     ds.attrs.update(arch=job.network.arch)
     return {k: v.cpu() for k, v in pop.member_network(0).items()}, ds
+
+
+def command(args, cfg: dict) -> None:
+    """`python -m prefixlab pretrain`: weights and the loss curve, written together."""
+    job = PretrainJob.from_dict(cfg)
+    weights, ds = run(job, args.device)
+    seeds = {"init_seed": job.network.init_seed, "data_seed": job.train.data_seed}
+    with storage.Staging() as out:
+        out.write(ds, args.out_nc, "pretrain", cfg, seeds)
+        out.save_torch(weights, args.out_weights)

@@ -8,8 +8,8 @@ import math
 
 import matplotlib.pyplot as plt
 
-from prefixlab.figures import common
-from prefixlab.figures.common import FigureInputError, FigureSettings, Inputs
+from prefixlab.coins.figures import common
+from prefixlab.plotting import FigureInputError, FigureSettings, Inputs
 
 # (row label, experiment suffix or None for the Bayes row, arch, paper r2s, paper r2m)
 PAPER_ROWS = (

@@ -10,8 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from prefixlab.figures import common
-from prefixlab.figures.common import FigureInputError, Inputs
+from prefixlab.plotting import FigureInputError, Inputs
 
 METHOD_COLOR = {"none": "#7f7f7f", "finetune": "#2ca02c", "prefix": "#d62728", "lora": "#bcbd22"}
 METHOD_LABEL = {"none": "pretrained", "finetune": "full fine-tuning", "prefix": "prefix tuning", "lora": "rank-1 LoRA"}

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from prefixlab import networks
+from prefixlab.coins import networks
 from prefixlab.config import NetworkConfig, SourceConfig
-from prefixlab.data import Stream
-from prefixlab.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
-from prefixlab.types import PREFIX_METHODS, WEIGHT_METHODS
+from prefixlab.coins.data import Stream
+from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
+from prefixlab.coins.methods import PREFIX_METHODS
+from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress, per_member
 
 log = logging.getLogger("prefixlab")
 
@@ -30,10 +31,6 @@ METHOD_PREFIX_KIND = {
     "HardPT": PREFIX_TOKEN, "RealPT": PREFIX_TOKEN, "RandomPF": PREFIX_TOKEN,
     "SimplexPT": PREFIX_SIMPLEX, "SoftPT": PREFIX_SOFT,
 }
-
-
-class TrainingError(RuntimeError):
-    """Training diverged; the message names the step and the member."""
 
 
 @dataclass(frozen=True)
@@ -157,17 +154,6 @@ def clip_sets(pop: Population, clip_norm_over: str) -> dict[str, torch.Tensor]:
     return sets
 
 
-def _per_member(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
-@dataclass
-class TrainResult:
-    loss: np.ndarray  # (steps, P) training loss per member
-    grad_norm: np.ndarray  # (steps, P) unclipped gradient norm per member (over its clip set)
-    seconds: float
-
-
 def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, length: int, lr: float,
           clip: float, data_seeds: list[int], clip_norm_over: str = "all", log_every: int = 50,
           label: str = "train") -> TrainResult:
@@ -184,42 +170,30 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     grad_names = [n for n in pop.params if n in pop.trainable or n in clipset]
     for n in grad_names:
         pop.params[n].requires_grad_(True)
-    moments = {n: (torch.zeros_like(pop.params[n]), torch.zeros_like(pop.params[n])) for n in pop.trainable}
+    adam = MemberAdam({n: pop.params[n] for n in pop.trainable}, ADAM_BETAS, ADAM_EPS)
     losses = np.zeros((steps, pop.size), dtype=np.float32)
     norms = np.zeros((steps, pop.size), dtype=np.float32)
     start = time.perf_counter()
-    b1, b2 = ADAM_BETAS
     for step in range(steps):
         onehot = torch.stack([streams[r].next().onehot() for r in reps]).to(device)[row_of]  # (P, B, N, V)
         logp, _ = pop.forward(onehot)
         loss = networks.sequence_log_loss(logp, onehot).sum(-1).mean(-1)  # (P,)
-        bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
-        if bad:
-            who = ", ".join(f"member {i} ({pop.members[i].label()})" for i in bad)
-            raise TrainingError(f"{label}: non-finite loss at step {step} for {who}")
+        check_finite(loss, step, label, lambda i: f"member {i} ({pop.members[i].label()})")
         grads = torch.autograd.grad(loss.sum(), [pop.params[n] for n in grad_names])
         grads = dict(zip(grad_names, grads))
         sq = torch.zeros(pop.size, device=device)
         for n, mask in clipset.items():
             sq = sq + torch.where(mask, grads[n].pow(2).flatten(1).sum(1), 0.0)
         norm = sq.sqrt()
-        scale = clip / torch.maximum(norm, torch.full_like(norm, clip))
-        t = step + 1
+        scale = clip_factor(norm, clip)
         with torch.no_grad():
             for n, mask in pop.trainable.items():
-                g = grads[n] * _per_member(scale, grads[n])
-                m, v = moments[n]
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                update = lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + ADAM_EPS)
+                update = adam.update(n, grads[n] * per_member(scale, grads[n]), lr, step + 1)
                 p = pop.params[n]
-                p.copy_(torch.where(_per_member(mask, p), p - update, p))
+                p.copy_(torch.where(per_member(mask, p), p - update, p))
         losses[step] = loss.detach().cpu().numpy()
         norms[step] = norm.cpu().numpy()
-        if (step + 1) % log_every == 0 or step == 0 or step + 1 == steps:
-            log.info("%s step %d/%d loss %.4f (min %.4f max %.4f) elapsed %.1fs", label, step + 1, steps,
-                     float(losses[step].mean()), float(losses[step].min()), float(losses[step].max()),
-                     time.perf_counter() - start)
+        log_progress(label, step, steps, losses, log_every, start)
     for n in grad_names:
         pop.params[n].requires_grad_(False)
     return TrainResult(losses, norms, time.perf_counter() - start)

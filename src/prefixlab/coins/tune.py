@@ -10,10 +10,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from prefixlab import bayes, data, networks, population
-from prefixlab.jobs import TuneJob
-from prefixlab.networks import Params
-from prefixlab.population import Member
+from prefixlab.coins import bayes, data, networks, population
+from prefixlab.coins.jobs import TuneJob
+from prefixlab.coins.networks import Params
+from prefixlab.coins.population import Member
+from prefixlab import storage
+from prefixlab.config import ConfigError
 from prefixlab.storage import var
 
 log = logging.getLogger("prefixlab")
@@ -128,3 +130,26 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
         rows = mask.nonzero().flatten()
         state["weights"][name] = {"rows": rows.cpu(), "values": pop.params[name][rows].detach().cpu().clone()}
     return ds, hard_ds, state
+
+
+def pretrained_weights(path, job: TuneJob):
+    """The pretrained weights a job names (None without a path), checked against its network."""
+    return storage.load_weights(path, networks.init_params(job.network)) if path else None
+
+
+def command(args, cfg: dict) -> None:
+    """`python -m prefixlab tune`: the population's curves, its HardPT search and its trained tensors."""
+    job = TuneJob.from_dict(cfg)
+    if job.pretrained and not args.weights:
+        raise ConfigError(f"tune {job.experiment}: a pretrained experiment needs --weights")
+    ds, hard_ds, state = run(job, pretrained_weights(args.weights, job), args.device)
+    t = job.tune
+    seeds = {"data_seeds": [t.data_seeds_start + r for r in range(t.repetitions)], "prefix_seed": t.prefix_seed,
+             "search_seed": t.search_seed, "init_seed": job.network.init_seed}
+    if hard_ds is None:
+        hard_ds = xr.Dataset({"search_loss": var(np.zeros(0), ("candidate",), "nats", "HardPT search disabled"),
+                              "candidate_prefix": var(np.zeros((0, t.prefix_length), dtype=np.int64), ("candidate", "slot"), "1", "none")})
+    with storage.Staging() as out:
+        out.write(hard_ds, args.out_search, "hard_search", cfg, seeds)
+        out.save_torch(state, args.out_weights)
+        out.write(ds, args.out_nc, "tune", cfg, seeds)

@@ -149,12 +149,12 @@ class Model:
         recording = []
         for l in range(cfg.layers):
             h = self.layer_norm(x, f"h{l}.ln_1") if cfg.ln_1 else x
-            q, k, v = self._heads(self.linear(h, f"h{l}.attn_qkv"))
+            q, k, v = self.split_heads(self.linear(h, f"h{l}.attn_qkv"))
             pk = pv = None
             if prefix is not None:
                 s = prefix[:, l][:, None]  # (P, 1, L, D): this layer's attention input at the slots
                 s = self.layer_norm(s, f"h{l}.ln_1") if cfg.ln_1 else s
-                _, pk, pv = self._heads(self.linear(s, f"h{l}.attn_qkv"))
+                _, pk, pv = self.split_heads(self.linear(s, f"h{l}.attn_qkv"))
                 pk, pv = pk[:, 0], pv[:, 0]
             if record or p_drop > 0:
                 y, probs = attention_with_weights(q, k, v, pk, pv, p_drop, generator)
@@ -173,7 +173,7 @@ class Model:
             return logits, recording
         return logits
 
-    def _heads(self, qkv):
+    def split_heads(self, qkv):
         """(P, B, S, 3D) -> q, k, v (P, B, H, S, E)."""
         P, B, S, _ = qkv.shape
         H = self.cfg.heads

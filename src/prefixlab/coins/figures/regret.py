@@ -14,8 +14,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.patches import Patch
 
-from prefixlab.figures import common, style
-from prefixlab.figures.common import FigureInputError, FigureSettings, Inputs
+from prefixlab.coins.figures import common, style
+from prefixlab.plotting import FigureInputError, FigureSettings, Inputs
 
 VAR_LABEL = {"regret": "instantaneous regret [nats]", "cum_regret": "cumulative regret [nats]"}
 STEP_ALPHA = (1.0, 0.6, 0.3)

@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from prefixlab.figures import common, style
-from prefixlab.figures.common import FigureInputError, Inputs
-from prefixlab.figures.search import _exp_rank
+from prefixlab.coins.figures import common, style
+from prefixlab.plotting import FigureInputError, Inputs
+from prefixlab.coins.figures.search import exp_rank
 
 NCOLS = 4
 
@@ -46,7 +46,7 @@ def fig8_losses(data: Inputs, settings: dict) -> plt.Figure:
     pretrains = common.select(data, "pretrain")
     if not tunes and not pretrains:
         raise FigureInputError("fig8_losses: needs tune_<experiment>_<arch> and/or pretrain_<arch>_<variant> inputs")
-    keys = sorted(tunes, key=lambda k: (_exp_rank(k[0]), common.arch_order([k[1]])))
+    keys = sorted(tunes, key=lambda k: (exp_rank(k[0]), common.arch_order([k[1]])))
     panels = len(keys) + (2 if pretrains else 0)
     ncols = min(NCOLS, panels)
     nrows = math.ceil(panels / ncols)

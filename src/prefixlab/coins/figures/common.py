@@ -1,60 +1,16 @@
-"""Shared helpers for figures and claims: keyed inputs, settings defaults, step
-handling and the median / quartile summaries over repetitions."""
+"""Paper A's figure and claim helpers: selecting keyed inputs by experiment and
+architecture, step handling and the median / quartile summaries over repetitions."""
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from prefixlab import storage
-from prefixlab.figures import style
-
-# Key prefix -> storage kind. Keys are "<prefix>_<experiment>_<arch>" (pretrain: "pretrain_<arch>_<variant>").
-KEY_KINDS = {"eval": "eval", "states": "states", "tune": "tune", "search": "hard_search", "pretrain": "pretrain",
-             "sorteval": "sort_eval", "sorttune": "sort_tune"}  # Paper B: sorteval_<exp>, sorttune_<exp>_<run>
-ARCHS = ("lstm", "transformer")
-
-Inputs = dict[str, xr.Dataset]
-
-
-class FigureInputError(ValueError):
-    """The inputs given to a figure are not what it needs (wrong key, none at all)."""
-
-
-def kind_of(key: str) -> str:
-    prefix = key.split("_", 1)[0]
-    if prefix not in KEY_KINDS or "_" not in key:
-        raise FigureInputError(f"input key {key!r}: expected one of {sorted(k + '_...' for k in KEY_KINDS)}")
-    return KEY_KINDS[prefix]
-
-
-def split_key(key: str) -> tuple[str, str, str]:
-    """'eval_r2s_d4_lstm' -> ('eval', 'r2s_d4', 'lstm'); 'pretrain_lstm_base' -> ('pretrain', 'base', 'lstm')."""
-    prefix, rest = key.split("_", 1)
-    if prefix.startswith("sort"):  # Paper B keys carry no architecture
-        return prefix, rest, ""
-    if prefix == "pretrain":
-        arch, _, variant = rest.partition("_")
-        return prefix, variant, arch
-    name, _, arch = rest.rpartition("_")
-    if arch not in ARCHS or not name:
-        raise FigureInputError(f"input key {key!r}: expected '{prefix}_<experiment>_<arch>' with arch in {ARCHS}")
-    return prefix, name, arch
-
-
-def load_inputs(pairs: dict[str, str]) -> Inputs:
-    """Read every keyed file with the kind its key names; raises storage.DataError."""
-    out = {}
-    for key, path in pairs.items():
-        kind = kind_of(key)
-        split_key(key)
-        out[key] = storage.read(path, kind)
-    return out
-
+from prefixlab.plotting import Inputs, split_key
+from prefixlab.coins.figures import style
 
 def select(data: Inputs, prefix: str, name: str | None = None, arch: str | None = None) -> dict[tuple[str, str], xr.Dataset]:
     """{(experiment or variant, arch): Dataset} for keys of one kind, optionally filtered."""
@@ -70,44 +26,11 @@ def get(data: Inputs, prefix: str, name: str, arch: str) -> xr.Dataset | None:
     return data.get(f"{prefix}_{name}_{arch}") if prefix != "pretrain" else data.get(f"pretrain_{arch}_{name}")
 
 
+ARCHS = ("lstm", "transformer")
+
+
 def arch_order(archs) -> list[str]:
     return sorted(archs, key=lambda a: (ARCHS.index(a) if a in ARCHS else 99, a))
-
-
-# ----------------------------------------------------------------------------- settings
-
-@dataclass(frozen=True)
-class FigureSettings:
-    dpi: int = style.DEFAULT_DPI
-    bar_steps: tuple[int, ...] = style.DEFAULT_BAR_STEPS
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "FigureSettings":
-        d = dict(d or {})
-        unknown = sorted(set(d) - {"dpi", "bar_steps"})
-        if unknown:
-            raise FigureInputError(f"figure settings: unknown key(s) {unknown}; known: ['bar_steps', 'dpi']")
-        steps = tuple(int(s) for s in d.get("bar_steps", style.DEFAULT_BAR_STEPS))
-        if not steps or any(s < 0 for s in steps):
-            raise FigureInputError(f"settings.bar_steps: need non-negative step indices, got {list(steps)}")
-        return cls(dpi=int(d.get("dpi", style.DEFAULT_DPI)), bar_steps=steps)
-
-    @property
-    def headline_step(self) -> int:
-        """The step of the headline bars: the first bar step (n = N_tune - 1 = 49)."""
-        return self.bar_steps[0]
-
-
-def parse_settings(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise FigureInputError(f"--settings is not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise FigureInputError("--settings must be a JSON object")
-    return value
 
 
 # ----------------------------------------------------------------------------- steps and summaries

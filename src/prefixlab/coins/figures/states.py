@@ -17,8 +17,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.lines import Line2D
 
-from prefixlab.figures import common, style
-from prefixlab.figures.common import FigureInputError, Inputs
+from prefixlab.coins.figures import common, style
+from prefixlab.plotting import FigureInputError, Inputs
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Paper-B jobs end to end: pretraining, a tuning population, and evaluation, each
-returning what the CLI writes (weights and xarray Datasets)."""
+"""Paper B evaluation: accuracies of the pretrained model and every tuned member on each
+evaluation task, the theory check, and the attention maps or block-output shifts."""
 
 from __future__ import annotations
 
@@ -10,70 +10,26 @@ import numpy as np
 import torch
 import xarray as xr
 
+from prefixlab import storage
+from prefixlab.config import ConfigError
 from prefixlab.storage import var
-from prefixlab.sorting import analysis, gpt, train
-from prefixlab.sorting.jobs import SortEvalJob, SortPretrainJob, SortTuneJob
+from prefixlab.sorting import analysis, networks, population
+from prefixlab.sorting.jobs import SortEvalJob
+from prefixlab.sorting.tune import member_labels
 
 log = logging.getLogger("prefixlab")
-
-
-def _loss_vars(result: train.TrainResult, dims, squeeze: bool):
-    loss, norm = (result.loss[:, 0], result.grad_norm[:, 0]) if squeeze else (result.loss.T, result.grad_norm.T)
-    return {"loss": var(loss, dims, "nats", "training cross-entropy per output digit"),
-            "grad_norm": var(norm, dims, "1", "gradient norm before clipping")}
-
-
-def pretrain(job: SortPretrainJob, device) -> tuple[dict, xr.Dataset]:
-    base = gpt.init_weights(job.model)
-    own = {n: t[None].to(device) for n, t in base.items()}
-    model = gpt.Model(job.model, {}, own)
-    result = train.train(model, "finetune", [job.task], [job.data_seed], job.digits, job.opt, device,
-                         job.dropout_seed, label=f"pretrain {job.name}")
-    weights = {n: t[0].detach().cpu().contiguous() for n, t in model.own.items()}
-    ds = xr.Dataset(_loss_vars(result, ("step",), squeeze=True), coords={"step": np.arange(job.opt.steps)})
-    ds.attrs.update(model=job.name, task=job.task)  # no timings: reruns must give identical files
-    return weights, ds
-
-
-def _to(tensors: dict, device) -> dict:
-    return {n: t.to(device) for n, t in tensors.items()}
-
-
-def tune(job: SortTuneJob, base: dict, device) -> tuple[dict, xr.Dataset]:
-    """Every (task, repetition) member of one run as one population."""
-    base = _to(base, device)
-    members = job.members
-    own = _to(gpt.member_tensors(job.model, base, job.method, len(members), job.init_seeds), device)
-    model = gpt.Model(job.model, base, own)
-    label = f"tune {job.experiment}/{job.run} ({job.method}, {len(members)} members)"
-    result = train.train(model, job.method, [t for t, _ in members], job.data_seeds, job.digits, job.opt, device,
-                         job.dropout_seed, label=label)
-    trained = {n: t.detach().cpu().contiguous() for n, t in model.own.items()}
-    coords = {"member": member_labels(job), "task": ("member", [t for t, _ in members]),
-              "repetition": ("member", [r for _, r in members]), "step": np.arange(job.opt.steps)}
-    data = _loss_vars(result, ("member", "step"), squeeze=False)
-    if job.method == "prefix":
-        data["prefix"] = var(trained["prefix"], ("member", "layer", "slot", "feature"), "1", "trained per-layer prefix")
-    trainable = sum(t[0].numel() for t in trained.values())
-    ds = xr.Dataset(data, coords=coords)
-    ds.attrs.update(method=job.method, run=job.run, trainable_parameters=trainable)
-    return trained, ds
-
-
-def member_labels(job: SortTuneJob) -> list[str]:
-    return [f"{job.run}:{t}:{r}" for t, r in job.members]
 
 
 def evaluate(job: SortEvalJob, base: dict, tuned: dict[str, dict], device) -> xr.Dataset:
     """Accuracy of the pretrained model and every tuned member on each evaluation task,
     the theory check on trained and random prefixes, and the optional attention maps
     and block-output shifts."""
-    base = _to(base, device)
-    models = {"pretrained": (gpt.Model(job.model, base), ["pretrained"], "none", ["none"], [-1])}
+    base = population.to_device(base, device)
+    models = {"pretrained": (networks.Model(job.model, base), ["pretrained"], "none", ["none"], [-1])}
     for run, rjob in job.runs.items():
         if run not in tuned:
             raise ValueError(f"evaluate {job.experiment}: no trained tensors for run {run!r}")
-        models[run] = (gpt.Model(job.model, base, _to(tuned[run], device)), member_labels(rjob), rjob.method,
+        models[run] = (networks.Model(job.model, base, population.to_device(tuned[run], device)), member_labels(rjob), rjob.method,
                        [t for t, _ in rjob.members], [r for _, r in rjob.members])
     labels, methods, tasks, reps = [], [], [], []
     acc_rows = []
@@ -165,11 +121,11 @@ def _shifts(job: SortEvalJob, base, tuned, device, coords) -> dict:
     """Layer-0 attention-block output at the last input position, without and with each
     trained prefix, on the same test inputs (SPEC 2.3 item 2)."""
     x, _ = analysis.test_set("ascending", job.shift_samples, job.digits, job.seed + 99)
-    free = analysis.block_outputs(gpt.Model(job.model, base), x, device)[0]
+    free = analysis.block_outputs(networks.Model(job.model, base), x, device)[0]
     shifted, directions, labels = [], [], []
     for run, rjob in _prefix_runs(job):
         prefixes = tuned[run]["prefix"].to(device)
-        shifted.append(analysis.block_outputs(gpt.Model(job.model, base, {"prefix": prefixes}), x, device))
+        shifted.append(analysis.block_outputs(networks.Model(job.model, base, {"prefix": prefixes}), x, device))
         directions.append(analysis.prefix_directions(job.model, base, prefixes))
         labels += member_labels(rjob)
     coords["shift_model"] = labels
@@ -179,3 +135,19 @@ def _shifts(job: SortEvalJob, base, tuned, device, coords) -> dict:
                                   "attention-block output with the trained prefix"),
             "prefix_direction": var(np.concatenate(directions), ("shift_model", "feature"), "1",
                                     "layer-0 prefix value through the output projection")}
+
+
+def command(args, cfg: dict) -> None:
+    """`python -m prefixlab sort-evaluate`: one evaluation file for the experiment."""
+    job = SortEvalJob.from_dict(cfg)
+    tuned = {}
+    for item in args.tuned:
+        run, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--tuned expects RUN=PATH, got {item!r}")
+        tuned[run] = storage.load_torch(path)
+    missing = sorted(set(job.runs) - set(tuned))
+    if missing:
+        raise ConfigError(f"sort-evaluate {job.experiment}: no --tuned weights for run(s) {missing}")
+    ds = evaluate(job, storage.load_weights(args.weights, networks.init_weights(job.model)), tuned, args.device)
+    storage.write(ds, args.out_nc, "sort_eval", cfg, {"eval_seed": job.seed, "theory_seed": job.theory_seed})

@@ -10,30 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from prefixlab.population import TrainingError
-from prefixlab.sorting import gpt
+from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress, per_member
+from prefixlab.storage import var
+from prefixlab.sorting import networks
 from prefixlab.sorting.configs import OptimConfig  # noqa: F401 (re-exported)
-from prefixlab.sorting.tasks import DigitSpec, TaskStream, sequences
+from prefixlab.sorting.data import DigitSpec, TaskStream, sequences
 
 log = logging.getLogger("prefixlab")
 
 BETAS, EPS = (0.9, 0.95), 1e-8
 
 
-@dataclass
-class TrainResult:
-    loss: np.ndarray  # (steps, P) mean output-position cross-entropy per member
-    grad_norm: np.ndarray  # (steps, P) unclipped gradient norm
-    seconds: float
-
-
 def _decay_of(name: str, method: str) -> bool:
-    return gpt.is_decayed(name) if method == "finetune" else True
+    return networks.is_decayed(name) if method == "finetune" else True
 
 
 def batch_tokens(streams: list[TaskStream], L: int, device):
@@ -43,14 +36,14 @@ def batch_tokens(streams: list[TaskStream], L: int, device):
     return torch.from_numpy(tokens).to(device), torch.from_numpy(np.stack(ys)).to(device)
 
 
-def member_loss(model: gpt.Model, tokens, outputs, train: bool, generator=None):
+def member_loss(model: networks.Model, tokens, outputs, train: bool, generator=None):
     """(P,) mean cross-entropy over the output positions of each member's batch."""
     logits = model.forward(tokens, train=train, generator=generator)
-    logp = gpt.output_log_probs(logits, outputs, model.content_offset, model.cfg.digits)
+    logp = networks.output_log_probs(logits, outputs, model.content_offset, model.cfg.digits)
     return -logp.mean(dim=(1, 2))
 
 
-def train(model: gpt.Model, method: str, tasks: list[str], seeds: list[int], spec: DigitSpec, opt: OptimConfig,
+def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int], spec: DigitSpec, opt: OptimConfig,
           device, dropout_seed: int, label: str = "train") -> TrainResult:
     """Train model.own in place; member i reads task tasks[i] from a stream seeded seeds[i]."""
     P = model.members
@@ -63,37 +56,39 @@ def train(model: gpt.Model, method: str, tasks: list[str], seeds: list[int], spe
     names = sorted(model.own)
     for n in names:
         model.own[n].requires_grad_(True)
-    moments = {n: (torch.zeros_like(model.own[n]), torch.zeros_like(model.own[n])) for n in names}
+    adam = MemberAdam({n: model.own[n] for n in names}, BETAS, EPS)
     losses = np.zeros((opt.steps, P), dtype=np.float32)
     norms = np.zeros((opt.steps, P), dtype=np.float32)
-    b1, b2 = BETAS
     start = time.perf_counter()
     for step in range(opt.steps):
         tokens, outputs = batch_tokens(streams, model.cfg.prefix_length, device)
         loss = member_loss(model, tokens, outputs, dropout, gen)
-        bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
-        if bad:
-            raise TrainingError(f"{label}: non-finite loss at step {step} for member(s) "
-                                + ", ".join(f"{i} ({tasks[i]}, seed {seeds[i]})" for i in bad))
+        check_finite(loss, step, label, lambda i: f"member {i} ({tasks[i]}, seed {seeds[i]})")
         grads = dict(zip(names, torch.autograd.grad(loss.sum(), [model.own[n] for n in names])))
         norm = sum(g.pow(2).flatten(1).sum(1) for g in grads.values()).sqrt()
-        scale = opt.clip / torch.clamp(norm, min=opt.clip)
-        t = step + 1
+        scale = clip_factor(norm, opt.clip)
         with torch.no_grad():
             for n in names:
-                p, g = model.own[n], grads[n] * scale.view(-1, *([1] * (grads[n].dim() - 1)))
-                m, v = moments[n]
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                p = model.own[n]
+                update = adam.update(n, grads[n] * per_member(scale, grads[n]), opt.lr, step + 1)
                 if _decay_of(n, method):
                     p.mul_(1 - opt.lr * opt.weight_decay)
-                p.sub_(opt.lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + EPS))
+                p.sub_(update)
         losses[step] = loss.detach().cpu().numpy()
         norms[step] = norm.cpu().numpy()
-        if (step + 1) % opt.log_every == 0 or step == 0 or step + 1 == opt.steps:
-            log.info("%s step %d/%d loss %.4f (min %.4f max %.4f) elapsed %.1fs", label, step + 1, opt.steps,
-                     float(losses[step].mean()), float(losses[step].min()), float(losses[step].max()),
-                     time.perf_counter() - start)
+        log_progress(label, step, opt.steps, losses, opt.log_every, start)
     for n in names:
         model.own[n].requires_grad_(False)
     return TrainResult(losses, norms, time.perf_counter() - start)
+
+
+def loss_variables(result: TrainResult, dims, squeeze: bool):
+    loss, norm = (result.loss[:, 0], result.grad_norm[:, 0]) if squeeze else (result.loss.T, result.grad_norm.T)
+    return {"loss": var(loss, dims, "nats", "training cross-entropy per output digit"),
+            "grad_norm": var(norm, dims, "1", "gradient norm before clipping")}
+
+
+def to_device(tensors: dict, device) -> dict:
+    return {n: t.to(device) for n, t in tensors.items()}
+
+

@@ -1,0 +1,147 @@
+"""Typed job descriptions built from the config subtrees the workflow passes to the CLI."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prefixlab.config import (ConfigError, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, as_config_key,
+                              check, require, sources_from_dict)
+from prefixlab.coins.methods import EVAL_DISTS, TUNING_METHODS
+
+log = logging.getLogger("prefixlab")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainJob:
+    network: NetworkConfig
+    source: SourceConfig
+    train: TrainConfig
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PretrainJob":
+        require(d, ("network", "source", "pretrain"), "pretrain job")
+        job = cls(network=NetworkConfig.from_dict(d["network"]), source=SourceConfig.from_dict(d["source"], "pretrain.source"),
+                  train=TrainConfig.from_dict(d["pretrain"], "pretrain"))
+        _check_vocab({"pretrain_source": job.source}, job.network.vocab)
+        return job
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneJob:
+    experiment: str
+    network: NetworkConfig
+    pretrained: bool
+    pretrain_source: SourceConfig
+    target: str
+    target_source: SourceConfig
+    tune: TuneConfig
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Configured methods that apply to this network (LoRA exists only in the Transformer)."""
+        return tuple(m for m in self.tune.methods if not (m == "LoRAWT" and self.network.arch != "transformer"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TuneJob":
+        if "target_source" not in d and isinstance(d.get("sources"), dict) and d.get("target") in d["sources"]:
+            d = {**d, "target_source": d["sources"][d["target"]]}  # a hand-written job may list every source
+        require(d, ("experiment", "network", "pretrained", "pretrain_source", "target", "target_source", "tune"), "tune job")
+        check(d["target"] in EVAL_DISTS, f"experiments.{d['experiment']}.target",
+              f"unknown source {d['target']!r}; known: {list(EVAL_DISTS)}")
+        job = cls(experiment=d["experiment"], network=NetworkConfig.from_dict(d["network"]), pretrained=bool(d["pretrained"]),
+                  pretrain_source=SourceConfig.from_dict(d["pretrain_source"], "pretrain.source"), target=d["target"],
+                  target_source=SourceConfig.from_dict(d["target_source"], f"sources.{d['target']}"),
+                  tune=TuneConfig.from_dict(d["tune"]))
+        check(job.pretrained or "FullWT" not in job.tune.methods, f"experiments.{job.experiment}.methods",
+              "FullWT is not offered for untrained networks")
+        _check_vocab({"pretrain_source": job.pretrain_source, job.target: job.target_source}, job.network.vocab)
+        return job
+
+
+def _check_vocab(sources: dict, vocab: int) -> None:
+    for name, src in sources.items():
+        check(src.vocab == vocab, f"sources.{name}", f"alphabet size {src.vocab} != network.vocab {vocab}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalJob:
+    tune_job: TuneJob
+    sources: dict  # every evaluation distribution by name
+    evaluate: EvalConfig
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvalJob":
+        require(d, ("evaluate", "sources"), "evaluate job")
+        tune_job = TuneJob.from_dict({k: v for k, v in d.items() if k != "evaluate"})
+        sources = sources_from_dict(d["sources"])
+        _check_vocab(sources, tune_job.network.vocab)
+        return cls(tune_job=tune_job, sources=sources, evaluate=EvalConfig.from_dict(d["evaluate"]))
+
+
+# ----------------------------------------------------------------------------- the workflow's job subtrees
+
+def vocab(cfg: dict) -> int:
+    s = cfg["sources"]["random"]
+    return len(s["alphas"]) if s["kind"] == "random" else len(s["biases"][0])
+
+
+def network_subtree(cfg: dict, variant: str, arch: str) -> dict:
+    return {"arch": arch, "vocab": vocab(cfg), **cfg["networks"][variant]}
+
+
+def pretrain_job(cfg: dict, variant: str, arch: str) -> dict:
+    return {"network": network_subtree(cfg, variant, arch), "source": cfg["sources"][cfg["pretrain_source"]],
+            "pretrain": cfg["pretrain"]}
+
+
+def experiment_methods(cfg: dict, exp: str) -> list[str]:
+    e = cfg["experiments"][exp]
+    methods = e.get("methods", cfg["methods"])
+    if not e["pretrained"] and "methods" not in e:
+        methods = [m for m in methods if m != "FullWT"]
+    return [m for m in TUNING_METHODS if m in methods]
+
+
+def tune_job(cfg: dict, exp: str, arch: str) -> dict:
+    e = cfg["experiments"][exp]
+    tune = dict(cfg["tune"])
+    for k in ("prefix_length", "hard_search"):
+        if k in e:
+            tune[k] = e[k]
+    tune["methods"] = experiment_methods(cfg, exp)
+    return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
+            "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
+            "target_source": cfg["sources"][e["target"]], "tune": tune}
+
+
+def eval_job(cfg: dict, exp: str, arch: str) -> dict:
+    return {**tune_job(cfg, exp, arch), "sources": cfg["sources"], "evaluate": cfg["evaluate"]}
+
+def check_config(cfg: dict) -> None:
+    """Paper A's part of settings.check_jobs: every section through the config class its
+    jobs build, then each job's own subtree through the parser its command uses."""
+    _check_references(cfg)
+    for name, src in cfg["sources"].items():
+        as_config_key(SourceConfig.from_dict, src, f"sources.{name}")
+    as_config_key(TrainConfig.from_dict, cfg["pretrain"], "pretrain")
+    as_config_key(EvalConfig.from_dict, cfg["evaluate"], "evaluate")
+    for exp in cfg["run_experiments"]:
+        variant = cfg["experiments"][exp]["network"]
+        for arch in cfg["archs"]:
+            as_config_key(NetworkConfig.from_dict, network_subtree(cfg, variant, arch), f"networks.{variant}")
+            if cfg["experiments"][exp]["pretrained"]:
+                as_config_key(PretrainJob.from_dict, pretrain_job(cfg, variant, arch))
+            as_config_key(EvalJob.from_dict, eval_job(cfg, exp, arch))  # includes the experiment's tune job
+
+
+def _check_references(cfg: dict) -> None:
+    for name in cfg["run_experiments"]:
+        if name not in cfg["experiments"]:
+            raise ConfigError(f"config key 'run_experiments': unknown experiment {name!r}; defined: {sorted(cfg['experiments'])}")
+    for name, exp in cfg["experiments"].items():
+        if exp["network"] not in cfg["networks"]:
+            raise ConfigError(f"config key 'experiments.{name}.network': unknown network {exp['network']!r}; defined: {sorted(cfg['networks'])}")
+        vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
+        if len(vocab) != 1:
+            raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")

@@ -1,5 +1,0 @@
-import sys
-
-from prefixlab.figures.cli import main
-
-sys.exit(main())
