@@ -25,10 +25,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from prefixlab.sorting import jobs as sorting_jobs
+from prefixlab.coins import jobs as coins_jobs
+from prefixlab.sorting import evaluate as sorting_evaluate, pretrain as sorting_pretrain, tune as sorting_tune
 from prefixlab import settings
 from prefixlab.coins import evaluate, networks, pretrain, tune
 from prefixlab.coins.jobs import EvalJob, PretrainJob
-from prefixlab.sorting import runs
 from prefixlab.sorting.jobs import SortEvalJob, SortPretrainJob, SortTuneJob
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +110,7 @@ def by_steps(clock: Clock, run, s: int, configured: int, warm: bool):
 def cost_class(cfg: dict, exp: str) -> tuple:
     e = cfg["experiments"][exp]
     return (e["network"], e.get("prefix_length"), e.get("hard_search", True), e["pretrained"],
-            tuple(settings.experiment_methods(cfg, exp)))
+            tuple(coins_jobs.experiment_methods(cfg, exp)))
 
 
 def paper_a(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None:
@@ -120,7 +122,7 @@ def paper_a(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None
             if clock.spent:
                 out.append(Estimate("a", "pretrain", f"{arch}_{v}", float("nan"), note="not measured (budget)"))
                 continue
-            job = PretrainJob.from_dict(settings.pretrain_job(cfg, v, arch))
+            job = PretrainJob.from_dict(coins_jobs.pretrain_job(cfg, v, arch))
 
             def measure(job=job, v=v):
                 def run(k):
@@ -140,7 +142,7 @@ def paper_a(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None
                 continue
 
             def measure(exp=exps[0], exps=exps):
-                ej = EvalJob.from_dict(settings.eval_job(cfg, exp, arch))
+                ej = EvalJob.from_dict(coins_jobs.eval_job(cfg, exp, arch))
                 job = ej.tune_job
                 weights = networks.init_params(job.network)
 
@@ -169,11 +171,11 @@ def paper_b(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None
         if clock.spent:
             out.append(Estimate("b", "sort_pretrain", name, float("nan"), note="not measured (budget)"))
             continue
-        job = SortPretrainJob.from_dict(settings.sort_pretrain_job(cfg, name))
+        job = SortPretrainJob.from_dict(sorting_jobs.pretrain_job(cfg, name))
 
         def measure(job=job, name=name):
             def run(k):
-                return runs.pretrain(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)), dev)
+                return sorting_pretrain.pretrain(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)), dev)
 
             sec, per, fixed, (weights, _) = by_steps(clock, run, s, job.opt.steps, warm)
             pretrained[name] = weights
@@ -182,17 +184,17 @@ def paper_b(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None
         guarded(out, "b", "sort_pretrain", [name], measure)
     for exp in b["run_experiments"]:
         base = pretrained.get(b["experiments"][exp]["model"])
-        ej = SortEvalJob.from_dict(settings.sort_eval_job(cfg, exp))
+        ej = SortEvalJob.from_dict(sorting_jobs.eval_job(cfg, exp))
         tuned = {}
         for run_name in ej.runs:
             if clock.spent or base is None:
                 out.append(Estimate("b", "sort_tune", f"{exp}_{run_name}", float("nan"), note="not measured"))
                 continue
-            job = SortTuneJob.from_dict(settings.sort_tune_job(cfg, exp, run_name))
+            job = SortTuneJob.from_dict(sorting_jobs.tune_job(cfg, exp, run_name))
 
             def measure(job=job, run_name=run_name):
                 def run(k):
-                    return runs.tune(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)),
+                    return sorting_tune.tune(dataclasses.replace(job, opt=dataclasses.replace(job.opt, steps=k, log_every=QUIET)),
                                      base, dev)
 
                 sec, per, fixed, (trained, _) = by_steps(clock, run, s, job.opt.steps, warm)
@@ -206,7 +208,7 @@ def paper_b(cfg: dict, clock: Clock, s: int, warm: bool, out: Estimates) -> None
 
         def measure(ej=ej, base=base, tuned=tuned):
             n = min(ej.chunk, ej.samples)
-            t_eval, _ = clock(lambda: runs.evaluate(dataclasses.replace(ej, samples=n), base, tuned, dev))
+            t_eval, _ = clock(lambda: sorting_evaluate.evaluate(dataclasses.replace(ej, samples=n), base, tuned, dev))
             out.append(Estimate("b", "sort_evaluate", ej.experiment, t_eval * ej.samples / n, note=f"{n} of {ej.samples} samples"))
 
         guarded(out, "b", "sort_evaluate", [exp], measure)

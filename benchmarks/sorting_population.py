@@ -17,7 +17,7 @@ import time
 import torch
 
 from prefixlab import kernels
-from prefixlab.sorting import gpt, train
+from prefixlab.sorting import networks as gpt, population as train
 from prefixlab.sorting.data import TASKS, DigitSpec
 
 SPEC = DigitSpec()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from prefixlab.coins import jobs as coins_jobs
 from prefixlab import kernels, settings
 from prefixlab.coins import networks, tune
 from prefixlab.coins.jobs import TuneJob
@@ -31,7 +32,7 @@ def paper_job(config: Path, arch: str) -> TuneJob:
     import yaml
 
     cfg = settings.resolve(yaml.safe_load(config.read_text()), ROOT / "workflow/schemas/config.schema.yaml")
-    return TuneJob.from_dict(settings.tune_job(cfg, "r2s", arch))
+    return TuneJob.from_dict(coins_jobs.tune_job(cfg, "r2s", arch))
 
 
 def time_job(job: TuneJob, steps: int, mode: str, device: str) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from prefixlab.sorting import jobs as sorting_jobs
 from prefixlab import cli, storage
 from test_storage import job_configs
 
@@ -73,11 +74,11 @@ def test_paper_b_weights_of_another_size(tmp_path):
     import yaml
 
     from prefixlab import settings
-    from prefixlab.sorting import gpt
+    from prefixlab.sorting import networks as gpt
     from prefixlab.sorting.jobs import SortTuneJob
     raw = {**yaml.safe_load((ROOT / "config.yaml").read_text()), "scale": "smoke"}
     cfg = settings.resolve(raw, ROOT / "workflow/schemas/config.schema.yaml")
-    job = settings.sort_tune_job(cfg, "b1_descending", "prefix")
+    job = sorting_jobs.tune_job(cfg, "b1_descending", "prefix")
     model = SortTuneJob.from_dict(job).model
     wider = gpt.init_weights(gpt.GPTConfig(**{**model.__dict__, "d": 2 * model.d}))
     storage.save_torch(wider, tmp_path / "wide.pt")

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefixlab.coins import jobs as coins_jobs
 from prefixlab import settings
 from prefixlab.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src/prefixlab"
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
-JOB_CONFIG_MODULES = ("config.py", "jobs.py", "sorting/configs.py", "sorting/jobs.py")
+JOB_CONFIG_MODULES = ("config.py", "coins/jobs.py", "sorting/configs.py", "sorting/jobs.py")
 
 
 def job_checks() -> Counter:
@@ -83,9 +84,9 @@ CASES = {
     ("config.py", "TuneConfig", "'methods'"): [({"methods": ["SoftPT", "MagicPT"]}, "methods")],
     **{("config.py", "EvalConfig", repr(k)): [({"evaluate": {k: 0}}, f"evaluate.{k}")]
        for k in ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition", "state_positions")},
-    ("jobs.py", "TuneJob", "f\"experiments.{d['experiment']}.target\""): [({"experiments": {"r2s": {"target": "dice"}}}, "experiments.r2s.target")],
-    ("jobs.py", "TuneJob", "f'experiments.{job.experiment}.methods'"): [({"experiments": {"u2m": {"methods": ["FullWT"]}}}, "experiments.u2m.methods")],
-    ("jobs.py", "_check_vocab", "f'sources.{name}'"): [
+    ("coins/jobs.py", "TuneJob", "f\"experiments.{d['experiment']}.target\""): [({"experiments": {"r2s": {"target": "dice"}}}, "experiments.r2s.target")],
+    ("coins/jobs.py", "TuneJob", "f'experiments.{job.experiment}.methods'"): [({"experiments": {"u2m": {"methods": ["FullWT"]}}}, "experiments.u2m.methods")],
+    ("coins/jobs.py", "_check_vocab", "f'sources.{name}'"): [
         ({"sources": {"single": {"biases": [[0.2, 0.3, 0.5]]}}}, "sources")],
     ("sorting/configs.py", "DigitSpec", "'vocab'"): [({B: {"digits": {"vocab": 9}}}, "paper_b.digits.vocab"),
                                                     ({B: {"digits": {"max_digit": 3, "vocab": 9}, "evaluate": {"example": [1] * 10}}}, "paper_b.digits.vocab")],
@@ -151,7 +152,7 @@ def test_cases_reach_the_job_parser_too():
     bad = copy.deepcopy(cfg)
     bad["sources"]["mixture"]["weights"] = [0.5, 0.6]
     with pytest.raises(ConfigError, match="weights"):
-        EvalJob.from_dict(settings.eval_job(bad, "r2m", "lstm"))
+        EvalJob.from_dict(coins_jobs.eval_job(bad, "r2m", "lstm"))
     with pytest.raises(ConfigError, match="config key 'sources.mixture.weights'"):
         settings.check_jobs(bad)
 

@@ -15,7 +15,9 @@ import pytest
 import xarray as xr
 
 from prefixlab import claims, storage
-from prefixlab.figures import cli, common, regret, search, states, style, table
+from prefixlab.coins import claims as coins_claims
+from prefixlab import figures as cli, plotting
+from prefixlab.coins.figures import common, regret, search, states, style, table
 from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 R, N_EVAL = 3, 200
@@ -198,7 +200,7 @@ def test_figure_writes_pdf_and_png(good, tmp_path, name):
 
 
 def test_table_markdown_has_ours_beside_paper(good):
-    data = common.load_inputs({k: v for k, v in good.items() if k.startswith("eval_r2")})
+    data = plotting.load_inputs({k: v for k, v in good.items() if k.startswith("eval_r2")})
     text = table.table_softpt_markdown(data, {})
     row = next(line for line in text.splitlines() if line.startswith("| Transformer, d = 4 |"))
     # ours: SoftPT 0.40 on r2s_d4, 1.25 on r2m_d4; the paper: 0.65 and 1.92
@@ -207,7 +209,7 @@ def test_table_markdown_has_ours_beside_paper(good):
 
 
 def test_hard_search_disabled_is_said(good):
-    data = common.load_inputs({k: v for k, v in good.items() if k.startswith("search_r2s_L25")})
+    data = plotting.load_inputs({k: v for k, v in good.items() if k.startswith("search_r2s_L25")})
     fig = search.fig7_hard_search(data, {})
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("search disabled" in t for t in texts)
@@ -224,7 +226,7 @@ def test_style_one_colour_per_method():
 
 def test_bars_label_off_target_bayes_as_evalbayes(good):
     import matplotlib.pyplot as plt
-    data = common.load_inputs({"eval_r2s_lstm": good["eval_r2s_lstm"]})
+    data = plotting.load_inputs({"eval_r2s_lstm": good["eval_r2s_lstm"]})
     fig, (a, b) = plt.subplots(1, 2)
     regret.bars_panel(a, data["eval_r2s_lstm"], "single", [49])
     regret.bars_panel(b, data["eval_r2s_lstm"], "random", [49])
@@ -324,9 +326,9 @@ def test_a2_margin_is_read_from_settings(tmp_path):
 def test_a6_flips_when_soft_prefix_stays_on_the_manifold(tmp_path):
     ds = good_datasets()
     data = {k: ds[k] for k in ("states_r2s_transformer", "states_r2m_transformer")}
-    assert [c.passed for c in claims.check_all({k: v for k, (v, _) in data.items()}) if c.id == "A6"] == [True]
+    assert [c.passed for c in claims.check_all([coins_claims], {k: v for k, (v, _) in data.items()}) if c.id == "A6"] == [True]
     data["states_r2m_transformer"] = (states_ds("r2m", "transformer", soft_offset=None), "states")
-    a6 = next(c for c in claims.check_all({k: v for k, (v, _) in data.items()}) if c.id == "A6")
+    a6 = next(c for c in claims.check_all([coins_claims], {k: v for k, (v, _) in data.items()}) if c.id == "A6")
     assert not a6.passed and "SoftPT" in a6.details
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from prefixlab.optim import TrainingError
 from prefixlab import cli
 from prefixlab.coins import data, networks, population, tune
 from prefixlab.coins.jobs import TuneJob
@@ -157,7 +158,7 @@ def test_nonfinite_weight_raises_training_error_naming_member():
     members = [Member("SoftPT", 0), Member("FullWT", 1), Member("EmbedWT", 0)]
     pop = population.build(cfg, networks.init_params(cfg), members, L, prefix_seed=100)
     pop.params["unemb_w"][1, 0, 0] = float("nan")
-    with pytest.raises(population.TrainingError) as err:
+    with pytest.raises(TrainingError) as err:
         population.train(pop, SINGLE, data_seeds=SEEDS, label="tune r2s/transformer", **TRAIN)
     msg = str(err.value)
     assert "step 0" in msg and "member 1 (FullWT/rep1)" in msg and "tune r2s/transformer" in msg
@@ -179,7 +180,7 @@ def test_divergence_at_a_later_step_names_that_step(monkeypatch):
 
     monkeypatch.setattr(networks, "forward", corrupt)
     members = [Member("SoftPT", 0), Member("FullWT", 1), Member("RealPT", 1), Member("LoRAWT", 0)]
-    with pytest.raises(population.TrainingError, match=r"step 2 ") as err:
+    with pytest.raises(TrainingError, match=r"step 2 ") as err:
         _train_members("transformer", members, steps=5)
     msg = str(err.value)
     assert "member 2 (RealPT/rep1)" in msg and "member 3 (LoRAWT/rep0)" in msg

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefixlab.sorting import jobs as sorting_jobs
+from prefixlab.coins import jobs as coins_jobs
 from prefixlab import settings
 from prefixlab.config import ConfigError
 
@@ -90,16 +92,16 @@ def test_bad_scale_override_is_rejected(base):
 
 def test_tune_subtree_is_exactly_what_tuning_needs(base):
     cfg = resolve(base)
-    job = settings.tune_job(cfg, "r2s", "lstm")
+    job = coins_jobs.tune_job(cfg, "r2s", "lstm")
     assert set(job) == {"experiment", "network", "pretrained", "pretrain_source", "target", "target_source", "tune"}
     assert job["target_source"] == cfg["sources"]["single"]
-    assert "FullWT" not in settings.tune_job(cfg, "u2m", "transformer")["tune"]["methods"]
-    assert settings.tune_job(cfg, "r2s_L25", "lstm")["tune"]["prefix_length"] == 25
-    assert settings.tune_job(cfg, "r2s_L25", "lstm")["tune"]["hard_search"] is False
+    assert "FullWT" not in coins_jobs.tune_job(cfg, "u2m", "transformer")["tune"]["methods"]
+    assert coins_jobs.tune_job(cfg, "r2s_L25", "lstm")["tune"]["prefix_length"] == 25
+    assert coins_jobs.tune_job(cfg, "r2s_L25", "lstm")["tune"]["hard_search"] is False
     # a figure setting is not part of any job subtree
     changed = resolve(_mutate(base, ("figures", "dpi"), 300))
-    assert settings.tune_job(changed, "r2s", "lstm") == job
-    assert settings.eval_job(changed, "r2s", "lstm") == settings.eval_job(cfg, "r2s", "lstm")
+    assert coins_jobs.tune_job(changed, "r2s", "lstm") == job
+    assert coins_jobs.eval_job(changed, "r2s", "lstm") == coins_jobs.eval_job(cfg, "r2s", "lstm")
 
 
 def test_paper_b_values_as_published(base):
@@ -116,14 +118,14 @@ def test_paper_b_values_as_published(base):
 
 def test_paper_b_tune_subtree_is_exactly_what_the_run_needs(base):
     cfg = resolve(base)
-    job = settings.sort_tune_job(cfg, "b4_double_hist", "lora")
+    job = sorting_jobs.tune_job(cfg, "b4_double_hist", "lora")
     assert job["train"]["weight_decay"] == {"lora": 0.01} and "dropout" not in job["train"]
     assert "steps" not in job["model"] and "task" not in job["model"]  # pretraining reaches it via the weights
     # another run's settings, fine-tuning's weight decay or figure settings do not touch it
     for path, value in ((("paper_b", "experiments", "b4_double_hist", "runs", "prefix", "lr"), 0.1),
                         (("paper_b", "train", "weight_decay", "finetune"), 0.3), (("figures", "dpi"), 300)):
-        assert settings.sort_tune_job(resolve(_mutate(base, path, value)), "b4_double_hist", "lora") == job
-    ft = settings.sort_tune_job(cfg, "b1_descending", "finetune")
+        assert sorting_jobs.tune_job(resolve(_mutate(base, path, value)), "b4_double_hist", "lora") == job
+    ft = sorting_jobs.tune_job(cfg, "b1_descending", "finetune")
     assert ft["train"]["dropout"] == 0.1 and ft["train"]["weight_decay"] == {"finetune": 0.1}
 
 

@@ -92,7 +92,7 @@ def test_scancel_fails_cleanly_and_rerun_resumes_identically(cluster, cluster_bu
     cmd = snakemake_cmd(str(target), options=SLURM, extra_configs=["subset.yaml", slow.name], cores=False)
     subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
     reference = {p: (repo / p).read_bytes() for p in outs}
-    log = repo / "logs/smoke/tune/r2s_transformer.log"
+    log = repo / "logs/smoke/paper_a/tune/r2s_transformer.log"
     for p in outs:
         (repo / p).unlink()
     log.unlink()

@@ -43,7 +43,7 @@ def report(request, tmp_path_factory):
                         f"(pip install --no-deps --target {OLD_TRITON} triton==3.6.0)")
         triton_path = OLD_TRITON
     out = tmp_path_factory.mktemp("aot") / "aot.json"
-    proc = compiled("-m", "prefixlab.kernels.aot", "--scale", "paper", "--scale", "quick", "--json", str(out),
+    proc = compiled("-m", "prefixlab.launches", "--scale", "paper", "--scale", "quick", "--json", str(out),
                     triton_path=triton_path)
     print(proc.stdout)
     assert out.exists(), proc.stdout + proc.stderr

@@ -5,7 +5,11 @@ import json
 import numpy as np
 import xarray as xr
 
-from prefixlab import claims
+from prefixlab import claims, plotting
+from prefixlab.coins import claims as coins_claims
+from prefixlab.sorting import claims as sorting_claims
+
+PAPERS = [coins_claims, sorting_claims]
 
 PRE = ("ascending", "descending", "add1", "add2")
 
@@ -47,7 +51,7 @@ def inputs(b2_acc=0.9, add1_acc=0.8, hist_prefix=0.01, lora=0.9, ft=0.8, pt_desc
 
 
 def verdicts(data):
-    return {c.id: c.passed for c in claims.check_all(data) if c.id.startswith("B")}
+    return {c.id: c.passed for c in claims.check_all(PAPERS, data) if c.id.startswith("B")}
 
 
 def test_paper_b_claims_pass_on_the_published_picture():
@@ -55,51 +59,63 @@ def test_paper_b_claims_pass_on_the_published_picture():
 
 
 def test_each_claim_fails_when_its_numbers_say_so():
-    assert not verdicts(inputs(b2_acc=0.3))["B1"]
-    assert not verdicts(inputs(add1_acc=0.2))["B2"]
-    assert not verdicts(inputs(hist_prefix=0.4))["B3"]
-    assert not verdicts(inputs(lora=0.2))["B3"]
-    assert not verdicts(inputs(counts=(120, 121)))["B3"]  # unequal parameter counts
-    assert not verdicts(inputs(ft=0.3))["B4"]
-    assert not verdicts(inputs(pt_desc=0.6))["B4"]
+    # claim Bk rests on experiment bk: B1 descending, B2 elicit, B3 the matrix (composition), B4 double_hist
+    assert not verdicts(inputs(ft=0.3))["B1"]
+    assert not verdicts(inputs(pt_desc=0.6))["B1"]
+    assert not verdicts(inputs(b2_acc=0.3))["B2"]
+    assert not verdicts(inputs(add1_acc=0.2))["B3"]
+    assert not verdicts(inputs(hist_prefix=0.4))["B4"]
+    assert not verdicts(inputs(lora=0.2))["B4"]
+    assert not verdicts(inputs(counts=(120, 121)))["B4"]  # unequal parameter counts
     assert not verdicts(inputs(dev=1e-2))["B5"]
+
+
+def test_claim_ids_line_up_with_experiments_and_figures():
+    for c in sorting_claims.CLAIMS[:4]:
+        k = c.id[1]
+        assert c.experiments[0].startswith(f"b{k}_") and c.figures[0].startswith(f"figB{k}_"), c
+    import prefixlab
+    for c in coins_claims.CLAIMS + sorting_claims.CLAIMS:
+        assert all(f in prefixlab.FIGURES for f in c.figures), c
 
 
 def test_missing_experiment_is_a_fail_naming_the_file():
     data = inputs()
     del data["sorteval_b1_descending"]
-    b4 = next(c for c in claims.check_all(data) if c.id == "B4")
-    assert not b4.passed and "sorteval_b1_descending" in b4.details
-    assert not any(c.id.startswith("B") for c in claims.check_all({}))  # no Paper B inputs: no B claims
+    b1 = next(c for c in claims.check_all(PAPERS, data) if c.id == "B1")
+    assert not b1.passed and "sorteval_b1_descending" in b1.details
+    assert not any(c.id.startswith("B") for c in claims.check_all(PAPERS, {}))  # no Paper B inputs: no B claims
 
 
 def test_paper_b_figures_need_their_experiment():
     import pytest
 
-    from prefixlab.figures import common, sorting
+    from prefixlab.coins.figures import common
+    from prefixlab.sorting import figures as sorting
 
     for fig in (sorting.figB1_descending, sorting.figB2_elicit, sorting.figB3_matrix, sorting.figB4_double_hist,
                 sorting.figB5_theory):
-        with pytest.raises(common.FigureInputError, match="sorteval"):
+        with pytest.raises(plotting.FigureInputError, match="sorteval"):
             fig({}, {})
 
 
 def test_paper_b_input_keys_name_their_kind():
-    from prefixlab.figures import common
+    from prefixlab.coins.figures import common
 
-    assert common.kind_of("sorteval_b3_matrix") == "sort_eval"
-    assert common.kind_of("sorttune_b4_double_hist_lora") == "sort_tune"
-    assert common.split_key("sorteval_b3_matrix") == ("sorteval", "b3_matrix", "")
+    assert plotting.kind_of("sorteval_b3_matrix") == "sort_eval"
+    assert plotting.kind_of("sorttune_b4_double_hist_lora") == "sort_tune"
+    assert plotting.split_key("sorteval_b3_matrix") == ("sorteval", "b3_matrix", "")
 
 
 def test_accuracy_matrix_figure_draws_from_an_eval_file(tmp_path):
-    from prefixlab.figures import sorting, style
+    from prefixlab.coins.figures import style
+    from prefixlab.sorting import figures as sorting
 
     data = inputs()
     data["sorteval_b3_matrix"].attrs.update(layers=4, heads=4, d=256)
     fig = sorting.figB3_matrix(data, {})
-    style.save(fig, tmp_path / "m.pdf", tmp_path / "m.png")
+    plotting.save(fig, tmp_path / "m.pdf", tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 1000
     fig = sorting.figB5_theory(data, {})
-    style.save(fig, tmp_path / "t.pdf", tmp_path / "t.png")
+    plotting.save(fig, tmp_path / "t.pdf", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000

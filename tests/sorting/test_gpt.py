@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prefixlab import kernels
-from prefixlab.sorting import analysis, gpt, train
+from prefixlab.sorting import analysis, networks as gpt, population as train
 from prefixlab.sorting.data import DigitSpec, sample_task_batch, sequences
 
 SPEC = DigitSpec()

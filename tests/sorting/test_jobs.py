@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from prefixlab.sorting import jobs as sorting_jobs
 from prefixlab import cli, settings, storage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +29,12 @@ def b4(cfg, tmp_path_factory):
     """Pretrain, tune (prefix and LoRA) and evaluate experiment b4 at the smoke scale."""
     d = tmp_path_factory.mktemp("b4")
     model = cfg["paper_b"]["experiments"]["b4_double_hist"]["model"]
-    assert run("sort-pretrain", "--config", json.dumps(settings.sort_pretrain_job(cfg, model)),
+    assert run("sort-pretrain", "--config", json.dumps(sorting_jobs.pretrain_job(cfg, model)),
                "--out-weights", str(d / "pre.pt"), "--out-nc", str(d / "pre.nc")) == 0
     for r in ("prefix", "lora"):
-        assert run("sort-tune", "--config", json.dumps(settings.sort_tune_job(cfg, "b4_double_hist", r)),
+        assert run("sort-tune", "--config", json.dumps(sorting_jobs.tune_job(cfg, "b4_double_hist", r)),
                    "--weights", str(d / "pre.pt"), "--out-weights", str(d / f"{r}.pt"), "--out-nc", str(d / f"{r}.nc")) == 0
-    assert run("sort-evaluate", "--config", json.dumps(settings.sort_eval_job(cfg, "b4_double_hist")),
+    assert run("sort-evaluate", "--config", json.dumps(sorting_jobs.eval_job(cfg, "b4_double_hist")),
                "--weights", str(d / "pre.pt"), "--tuned", f"prefix={d / 'prefix.pt'}", "--tuned", f"lora={d / 'lora.pt'}",
                "--out-nc", str(d / "eval.nc")) == 0
     return d
@@ -59,14 +60,14 @@ def test_outputs_follow_the_schemas(b4, cfg):
 
 
 def test_rerun_is_bitwise_identical(b4, cfg, tmp_path):
-    assert run("sort-tune", "--config", json.dumps(settings.sort_tune_job(cfg, "b4_double_hist", "lora")),
+    assert run("sort-tune", "--config", json.dumps(sorting_jobs.tune_job(cfg, "b4_double_hist", "lora")),
                "--weights", str(b4 / "pre.pt"), "--out-weights", str(tmp_path / "lora.pt"), "--out-nc", str(tmp_path / "lora.nc")) == 0
     assert (tmp_path / "lora.nc").read_bytes() == (b4 / "lora.nc").read_bytes()
     assert (tmp_path / "lora.pt").read_bytes() == (b4 / "lora.pt").read_bytes()
 
 
 def test_bad_job_config_names_the_key_and_writes_nothing(b4, cfg, tmp_path, capfd):
-    job = copy.deepcopy(settings.sort_tune_job(cfg, "b4_double_hist", "lora"))
+    job = copy.deepcopy(sorting_jobs.tune_job(cfg, "b4_double_hist", "lora"))
     job["spec"]["tasks"] = ["random"]
     out = tmp_path / "x.nc"
     assert run("sort-tune", "--config", json.dumps(job), "--weights", str(b4 / "pre.pt"),
@@ -76,14 +77,14 @@ def test_bad_job_config_names_the_key_and_writes_nothing(b4, cfg, tmp_path, capf
 
 
 def test_missing_tuned_weights_are_an_error(b4, cfg, tmp_path, capfd):
-    assert run("sort-evaluate", "--config", json.dumps(settings.sort_eval_job(cfg, "b4_double_hist")),
+    assert run("sort-evaluate", "--config", json.dumps(sorting_jobs.eval_job(cfg, "b4_double_hist")),
                "--weights", str(b4 / "pre.pt"), "--tuned", f"prefix={b4 / 'prefix.pt'}", "--out-nc", str(tmp_path / "e.nc")) == 2
     assert "no --tuned weights for run(s) ['lora']" in capfd.readouterr().err
     assert not (tmp_path / "e.nc").exists()
 
 
 def test_diverging_run_names_member_and_writes_nothing(b4, cfg, tmp_path, capfd):
-    job = copy.deepcopy(settings.sort_tune_job(cfg, "b4_double_hist", "prefix"))
+    job = copy.deepcopy(sorting_jobs.tune_job(cfg, "b4_double_hist", "prefix"))
     job["spec"]["lr"] = 1.0
     job["train"]["clip"] = 1e30
     import torch

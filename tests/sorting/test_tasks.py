@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from prefixlab.sorting import tasks
+from prefixlab.sorting import data as tasks
 from prefixlab.sorting.data import DigitSpec, sample_inputs, sample_task_batch, sequences, task_output
 
 SPEC = DigitSpec()
@@ -62,7 +62,7 @@ def test_split_is_disjoint_and_a_quarter():
 
 
 def test_split_is_stable_across_processes_and_pinned():
-    code = ("import numpy as np; from prefixlab.sorting import tasks; "
+    code = ("import numpy as np; from prefixlab.sorting import data as tasks; "
             "x = np.random.default_rng(5).integers(0, 8, size=(64, 10)); "
             "print(''.join('1' if t else '0' for t in tasks.is_test(x, tasks.DigitSpec())))")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
