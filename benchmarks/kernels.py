@@ -111,8 +111,8 @@ def main():
                          "(no GPU needed) and print shared memory, registers and spills")
     args = ap.parse_args()
     if args.aot:
-        from prefixlab.kernels import aot
-        raise SystemExit(aot.main(["--scale", "paper", "--scale", "quick",
+        from prefixlab import launches
+        raise SystemExit(launches.main(["--scale", "paper", "--scale", "quick",
                                    "--config", str(ROOT / "config.yaml"),
                                    "--schema", str(ROOT / "workflow/schemas/config.schema.yaml")]))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
