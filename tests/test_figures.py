@@ -17,7 +17,7 @@ import xarray as xr
 from prefixlab import claims, storage
 from prefixlab.coins import claims as coins_claims
 from prefixlab import figures as cli, plotting
-from prefixlab.coins.figures import common, regret, search, states, style, table
+from prefixlab.coins.figures import regret, search, states, style, table
 from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 R, N_EVAL = 3, 200

@@ -227,3 +227,9 @@ def as_config_key(parse, *args) -> None:
     except ConfigError as err:
         key, _, msg = str(err).partition(": ")
         raise ConfigError(f"config key '{key}': {msg}") from None
+
+
+def check_defined(name: str, defined, key: str, what: str) -> None:
+    """ConfigError at config key `key` unless `name` is one of the `defined` names."""
+    if name not in defined:
+        raise ConfigError(f"config key '{key}': unknown {what} {name!r}; defined: {sorted(defined)}")

@@ -90,7 +90,6 @@ def test_missing_experiment_is_a_fail_naming_the_file():
 def test_paper_b_figures_need_their_experiment():
     import pytest
 
-    from prefixlab.coins.figures import common
     from prefixlab.sorting import figures as sorting
 
     for fig in (sorting.figB1_descending, sorting.figB2_elicit, sorting.figB3_matrix, sorting.figB4_double_hist,
@@ -100,7 +99,6 @@ def test_paper_b_figures_need_their_experiment():
 
 
 def test_paper_b_input_keys_name_their_kind():
-    from prefixlab.coins.figures import common
 
     assert plotting.kind_of("sorteval_b3_matrix") == "sort_eval"
     assert plotting.kind_of("sorttune_b4_double_hist_lora") == "sort_tune"
@@ -108,7 +106,6 @@ def test_paper_b_input_keys_name_their_kind():
 
 
 def test_accuracy_matrix_figure_draws_from_an_eval_file(tmp_path):
-    from prefixlab.coins.figures import style
     from prefixlab.sorting import figures as sorting
 
     data = inputs()

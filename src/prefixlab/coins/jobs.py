@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from prefixlab.config import (ConfigError, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, as_config_key,
-                              check, require, sources_from_dict)
+                              check, check_defined, require, sources_from_dict)
 from prefixlab.coins.methods import EVAL_DISTS, TUNING_METHODS
 
 log = logging.getLogger("prefixlab")
@@ -137,11 +137,9 @@ def check_config(cfg: dict) -> None:
 
 def _check_references(cfg: dict) -> None:
     for name in cfg["run_experiments"]:
-        if name not in cfg["experiments"]:
-            raise ConfigError(f"config key 'run_experiments': unknown experiment {name!r}; defined: {sorted(cfg['experiments'])}")
+        check_defined(name, cfg["experiments"], "run_experiments", "experiment")
     for name, exp in cfg["experiments"].items():
-        if exp["network"] not in cfg["networks"]:
-            raise ConfigError(f"config key 'experiments.{name}.network': unknown network {exp['network']!r}; defined: {sorted(cfg['networks'])}")
+        check_defined(exp["network"], cfg["networks"], f"experiments.{name}.network", "network")
         vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
         if len(vocab) != 1:
             raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefixlab.config import ConfigError, as_config_key, build, check, require
+from prefixlab.config import as_config_key, build, check, check_defined, require
 from prefixlab.sorting.configs import METHODS, TASKS, DigitSpec, GPTConfig, OptimConfig
 
 ARCH_KEYS = ("layers", "heads", "d", "prefix_length", "ln_1", "lora_rank", "init_seed")
@@ -185,8 +185,6 @@ def check_config(cfg: dict) -> None:
 
 def _check_references(b: dict) -> None:
     for name in b["run_experiments"]:
-        if name not in b["experiments"]:
-            raise ConfigError(f"config key 'paper_b.run_experiments': unknown experiment {name!r}; defined: {sorted(b['experiments'])}")
+        check_defined(name, b["experiments"], "paper_b.run_experiments", "experiment")
     for name, e in b["experiments"].items():
-        if e["model"] not in b["models"]:
-            raise ConfigError(f"config key 'paper_b.experiments.{name}.model': unknown model {e['model']!r}; defined: {sorted(b['models'])}")
+        check_defined(e["model"], b["models"], f"paper_b.experiments.{name}.model", "model")
