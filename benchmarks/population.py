@@ -21,7 +21,7 @@ import time
 import torch
 
 from prefixlab.coins import networks, population
-from prefixlab.config import NetworkConfig, SourceConfig
+from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.population import Member
 from prefixlab.coins.methods import GRADIENT_METHODS
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from prefixlab.coins import networks
-from prefixlab.config import NetworkConfig, SourceConfig
+from prefixlab.coins.configs import NetworkConfig, SourceConfig
 
 # The tensors here are tiny: intra-op threading only adds synchronisation overhead
 # (about 100x slower per forward on a busy 2-core machine), so the suite runs single-threaded.

@@ -11,7 +11,8 @@ import torch
 from scipy import integrate
 
 from prefixlab.coins import bayes, data
-from prefixlab.config import ConfigError, SourceConfig
+from prefixlab.config import ConfigError
+from prefixlab.coins.configs import SourceConfig
 
 SOURCES = {
     "single2": SourceConfig(kind="single", biases=((0.2, 0.8),)),

@@ -25,7 +25,7 @@ from prefixlab.config import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src/prefixlab"
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
-JOB_CONFIG_MODULES = ("config.py", "coins/jobs.py", "sorting/configs.py", "sorting/jobs.py")
+JOB_CONFIG_MODULES = ("config.py", "coins/configs.py", "coins/jobs.py", "sorting/configs.py", "sorting/jobs.py")
 
 
 def job_checks() -> Counter:
@@ -56,33 +56,33 @@ def run(**spec):
 
 # (module, scope, key expression) -> [(override of the smoke scale, config key the error must name), ...]
 CASES = {
-    ("config.py", "NetworkConfig", "'arch'"): [({"archs": ["gru"]}, "archs")],
-    ("config.py", "NetworkConfig", "'d'"): [({"networks": {"base": {"d": 0}}}, "networks.base.d")],
-    ("config.py", "NetworkConfig", "'width'"): [({"networks": {"base": {"width": 0}}}, "networks.base.width")],
-    ("config.py", "NetworkConfig", "'layers'"): [({"networks": {"base": {"layers": 0}}}, "networks.base.layers")],
-    ("config.py", "NetworkConfig", "'heads'"): [({"networks": {"base": {"heads": 0}}}, "networks.base.heads"),
+    ("coins/configs.py", "NetworkConfig", "'arch'"): [({"archs": ["gru"]}, "archs")],
+    ("coins/configs.py", "NetworkConfig", "'d'"): [({"networks": {"base": {"d": 0}}}, "networks.base.d")],
+    ("coins/configs.py", "NetworkConfig", "'width'"): [({"networks": {"base": {"width": 0}}}, "networks.base.width")],
+    ("coins/configs.py", "NetworkConfig", "'layers'"): [({"networks": {"base": {"layers": 0}}}, "networks.base.layers")],
+    ("coins/configs.py", "NetworkConfig", "'heads'"): [({"networks": {"base": {"heads": 0}}}, "networks.base.heads"),
                                                 ({"networks": {"base": {"heads": 3}}}, "networks.base.heads")],
-    ("config.py", "NetworkConfig", "'lora_rank'"): [({"networks": {"base": {"lora_rank": 0}}}, "networks.base.lora_rank")],
-    ("config.py", "NetworkConfig", "'vocab'"): [
+    ("coins/configs.py", "NetworkConfig", "'lora_rank'"): [({"networks": {"base": {"lora_rank": 0}}}, "networks.base.lora_rank")],
+    ("coins/configs.py", "NetworkConfig", "'vocab'"): [
         ({"sources": {"random": {"alphas": [1.0]}, "single": {"biases": [[1.0]]},
                       "mixture": {"biases": [[1.0], [1.0]]}}}, "sources"),
         ({"sources": {"random": {"alphas": []}}}, "sources")],
-    ("config.py", "SourceConfig", "'kind'"): [({"sources": {"single": {"kind": "dice"}}}, "sources.single.kind")],
-    ("config.py", "SourceConfig", "'biases'"): [
+    ("coins/configs.py", "SourceConfig", "'kind'"): [({"sources": {"single": {"kind": "dice"}}}, "sources.single.kind")],
+    ("coins/configs.py", "SourceConfig", "'biases'"): [
         ({"sources": {"mixture": {"biases": [[0.2, 0.8], [0.1, 0.2, 0.7]]}}}, "sources"),
         ({"sources": {"single": {"biases": [[0.5, 0.6]]}}}, "sources.single.biases")],
-    ("config.py", "SourceConfig", "'weights'"): [
+    ("coins/configs.py", "SourceConfig", "'weights'"): [
         ({"sources": {"mixture": {"weights": [1.0]}}}, "sources.mixture.weights"),
         ({"sources": {"mixture": {"weights": [0.5, 0.6]}}}, "sources.mixture.weights")],
-    ("config.py", "SourceConfig", "'alphas'"): [({"sources": {"random": {"alphas": [1.0, -1.0]}}}, "sources.random.alphas")],
-    **{("config.py", "TrainConfig", repr(k)): [({"pretrain": {k: 0}}, f"pretrain.{k}")]
+    ("coins/configs.py", "SourceConfig", "'alphas'"): [({"sources": {"random": {"alphas": [1.0, -1.0]}}}, "sources.random.alphas")],
+    **{("coins/configs.py", "TrainConfig", repr(k)): [({"pretrain": {k: 0}}, f"pretrain.{k}")]
        for k in ("steps", "batch", "length", "log_every", "lr", "clip")},
-    **{("config.py", "TuneConfig", repr(k)): [({"tune": {k: 0}}, f"tune.{k}")]
+    **{("coins/configs.py", "TuneConfig", repr(k)): [({"tune": {k: 0}}, f"tune.{k}")]
        for k in ("steps", "batch", "length", "repetitions", "search_sequences", "log_every", "lr", "clip")},
-    ("config.py", "TuneConfig", "'prefix_length'"): [({"experiments": {"r2s": {"prefix_length": 0}}}, "experiments.r2s.prefix_length")],
-    ("config.py", "TuneConfig", "'clip_norm_over'"): [({"tune": {"clip_norm_over": "some"}}, "tune.clip_norm_over")],
-    ("config.py", "TuneConfig", "'methods'"): [({"methods": ["SoftPT", "MagicPT"]}, "methods")],
-    **{("config.py", "EvalConfig", repr(k)): [({"evaluate": {k: 0}}, f"evaluate.{k}")]
+    ("coins/configs.py", "TuneConfig", "'prefix_length'"): [({"experiments": {"r2s": {"prefix_length": 0}}}, "experiments.r2s.prefix_length")],
+    ("coins/configs.py", "TuneConfig", "'clip_norm_over'"): [({"tune": {"clip_norm_over": "some"}}, "tune.clip_norm_over")],
+    ("coins/configs.py", "TuneConfig", "'methods'"): [({"methods": ["SoftPT", "MagicPT"]}, "methods")],
+    **{("coins/configs.py", "EvalConfig", repr(k)): [({"evaluate": {k: 0}}, f"evaluate.{k}")]
        for k in ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition", "state_positions")},
     ("coins/jobs.py", "TuneJob", "f\"experiments.{d['experiment']}.target\""): [({"experiments": {"r2s": {"target": "dice"}}}, "experiments.r2s.target")],
     ("coins/jobs.py", "TuneJob", "f'experiments.{job.experiment}.methods'"): [({"experiments": {"u2m": {"methods": ["FullWT"]}}}, "experiments.u2m.methods")],

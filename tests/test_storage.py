@@ -13,7 +13,7 @@ import xarray as xr
 
 from prefixlab import cli, storage
 from prefixlab.coins import bayes, data
-from prefixlab.config import SourceConfig
+from prefixlab.coins.configs import SourceConfig
 from prefixlab.storage import DataError, var
 
 from conftest import reference_forward, tiny_net

@@ -2,6 +2,7 @@
 and prompt/prefix tuning vs weight tuning on a population of tuning runs.
 
 methods     the tuning methods and baselines, by group
+configs     the frozen config classes (torch-free: the workflow checks them at resolution)
 data        coin sources and seeded batches
 bayes       the Bayes-optimal predictors (PreBayes, TargetBayes)
 init, networks

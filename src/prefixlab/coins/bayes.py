@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from prefixlab.config import SourceConfig
+from prefixlab.coins.configs import SourceConfig
 
 
 def counts_before(tokens: torch.Tensor, vocab: int) -> torch.Tensor:

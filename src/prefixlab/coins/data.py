@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from prefixlab.config import SourceConfig
+from prefixlab.coins.configs import SourceConfig
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from prefixlab.config import (ConfigError, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, as_config_key,
-                              check, check_defined, require, sources_from_dict)
+from prefixlab.config import ConfigError, as_config_key, check, check_defined, require
+from prefixlab.coins.configs import EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, sources_from_dict
 from prefixlab.coins.methods import EVAL_DISTS, TUNING_METHODS
 
 log = logging.getLogger("prefixlab")

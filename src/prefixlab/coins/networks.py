@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from prefixlab.config import NetworkConfig
+from prefixlab.coins.configs import NetworkConfig
 from prefixlab.coins.init import lecun_normal, orthogonal
 from prefixlab.kernels.lstm import lstm_recurrence
 from prefixlab.kernels.prefix_attention import prefix_attention

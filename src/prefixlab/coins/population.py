@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from prefixlab.coins import networks
-from prefixlab.config import NetworkConfig, SourceConfig
+from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.data import Stream
 from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
 from prefixlab.coins.methods import PREFIX_METHODS
