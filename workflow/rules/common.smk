@@ -206,3 +206,74 @@ def sort_keyed(exps, with_tune=False):
             if with_tune:
                 out.update({f"sorttune_{e}_{r}": sort_file("tune", e, r) for r in sort_exp(e)["runs"]})
     return out
+
+
+# ---- shared by several rules, or too long for a lambda beside the rule ----
+
+
+def pretrained_weights(wildcards):
+    e = exp_cfg(wildcards.exp)
+    return [f"{PA}/pretrain/{wildcards.arch}_{e['network']}.pt"] if e["pretrained"] else []
+
+
+def weights_flag(wildcards, input):
+    return f"--weights {input.weights}" if input.weights else ""
+
+
+def search_flag(wildcards, output):
+    return f"--out-search {output.search}" if "search" in output.keys() else ""
+
+
+def sort_weights(wildcards):
+    return f"{PB}/pretrain/{sort_exp(wildcards.bexp)['model']}.pt"
+
+
+def eval_config(wildcards):
+    return as_json(coins_jobs.eval_job(CFG, wildcards.exp, wildcards.arch))
+
+
+def sort_tuned(wildcards):
+    return {run: f"{PB}/tune/{wildcards.bexp}_{run}.pt" for run in sort_exp(wildcards.bexp)["runs"]}
+
+
+def tuned_flags(wildcards, input):
+    return " ".join(f"--tuned {run}={input[run]}" for run in sort_exp(wildcards.bexp)["runs"])
+
+
+def figure_settings(wildcards=None):
+    return as_json(CFG.get("figures", {}))
+
+
+def fig_input(name, names):
+    """Rule input: keyed data files plus the code that draws figure `name`."""
+    def inputs(wildcards):
+        return {**names(wildcards), "code": figure_code(FIGURES[name])}
+
+    return inputs
+
+
+def all_figure_outputs():
+    """Every figure whose data the configured experiments provide, the SoftPT table and the claims report."""
+    outs = [f"{FIG}/{name}.png" for name, (inputs, _, _) in FIGURE_RULES.items() if inputs(None)]
+    outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
+    if any(e in EXPS for e in ("r2s", "r2m")):
+        outs.append(f"{FIG}/table_softpt.md")
+    return outs + [f"{RES}/claims.md", f"{RES}/claims.nc"]
+
+
+def claims_inputs(wildcards):
+    states = [e for e in EXPS if exp_cfg(e).get("states")]
+    return {**keyed("eval", EXPS), **keyed("states", states), **sort_keyed(BEXPS),
+            "code": figure_code(*CLAIM_MODULES)}
+
+
+def claims_settings(wildcards=None):
+    """Claim thresholds from config; the steps they are read at follow the scale's lengths
+    (the paper's n = 49, 99, 199 are N_tune - 1, N_train - 1, N_eval - 1)."""
+    steps = {
+        "step": CFG["tune"]["length"] - 1,
+        "a1_step": CFG["pretrain"]["length"] - 1,
+        "a4_late_step": CFG["evaluate"]["length"] - 1,
+    }
+    paper_b = {f"b_{k}": v for k, v in PAPER_B.get("claims", {}).items()}
+    return as_json({**CFG.get("claims", {}), **paper_b, **steps, "scale": SCALE})

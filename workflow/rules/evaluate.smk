@@ -1,22 +1,6 @@
 # Evaluation: Paper A's regrets and internal states, Paper B's accuracies and theory check.
 
 
-def eval_config(wildcards):
-    return as_json(coins_jobs.eval_job(CFG, wildcards.exp, wildcards.arch))
-
-
-def sort_eval_config(wildcards):
-    return as_json(sorting_jobs.eval_job(CFG, wildcards.bexp))
-
-
-def sort_tuned(wildcards):
-    return {run: f"{PB}/tune/{wildcards.bexp}_{run}.pt" for run in sort_exp(wildcards.bexp)["runs"]}
-
-
-def tuned_flags(wildcards, input):
-    return " ".join(f"--tuned {run}={input[run]}" for run in sort_exp(wildcards.bexp)["runs"])
-
-
 rule evaluate:
     """Per-step log loss and regrets on the three evaluation distributions (SPEC 1.5)."""
     input:
@@ -83,7 +67,7 @@ rule sort_evaluate:
     output:
         f"{PB}/eval/{{bexp}}.nc",
     params:
-        cfg=sort_eval_config,
+        cfg=lambda w: as_json(sorting_jobs.eval_job(CFG, w.bexp)),
         tuned=tuned_flags,
         device=CFG["device"],
         kernels=CFG["kernels"],

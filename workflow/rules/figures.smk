@@ -1,80 +1,22 @@
 # Figures: each reads only NetCDF and writes PDF + PNG.
 
 
-def _fig1(w):
-    return keyed("eval", ["r2s"])
-
-
-def _fig2(w):
-    return keyed("states", ["r2s"])
-
-
-def _fig3(w):
-    return keyed("eval", ["r2m"])
-
-
-def _fig4(w):
-    return keyed("eval", ["u2m", "u2r"], ["transformer"])
-
-
-def _fig5(w):
-    return keyed("eval", [w.exp], [w.arch])
-
-
-def _fig6(w):
-    return keyed("states", ["r2m"])
-
-
-def _fig7(w):
-    return keyed("search", EXPS)
-
-
-def _fig8(w):
-    return {**keyed("tune", EXPS), **pretrain_inputs()}
-
-
-def _fig9(w):
-    ablations = [e for e in EXPS if e.endswith(("_d4", "_maxi", "_L25"))]
-    return keyed("eval", ["r2s", "r2m"] + ablations)
-
-
 # figure -> (the NetCDF files it reads, its caption in workflow/report/, its report category)
 FIGURE_RULES = {
-    "fig1_r2s_headline": (_fig1, "fig1.rst", "Paper A"),
-    "fig2_states_r2s": (_fig2, "fig2.rst", "Paper A"),
-    "fig3_r2m_headline": (_fig3, "fig3.rst", "Paper A"),
-    "fig4_untrained": (_fig4, "fig4.rst", "Paper A"),
-    "fig6_states_r2m": (_fig6, "fig6.rst", "Paper A"),
-    "fig7_hard_search": (_fig7, "fig7.rst", "Paper A"),
-    "fig8_losses": (_fig8, "fig8.rst", "Paper A"),
-    "fig9_ablations": (_fig9, "fig9.rst", "Paper A"),
+    "fig1_r2s_headline": (lambda w: keyed("eval", ["r2s"]), "fig1.rst", "Paper A"),
+    "fig2_states_r2s": (lambda w: keyed("states", ["r2s"]), "fig2.rst", "Paper A"),
+    "fig3_r2m_headline": (lambda w: keyed("eval", ["r2m"]), "fig3.rst", "Paper A"),
+    "fig4_untrained": (lambda w: keyed("eval", ["u2m", "u2r"], ["transformer"]), "fig4.rst", "Paper A"),
+    "fig6_states_r2m": (lambda w: keyed("states", ["r2m"]), "fig6.rst", "Paper A"),
+    "fig7_hard_search": (lambda w: keyed("search", EXPS), "fig7.rst", "Paper A"),
+    "fig8_losses": (lambda w: {**keyed("tune", EXPS), **pretrain_inputs()}, "fig8.rst", "Paper A"),
+    "fig9_ablations": (lambda w: keyed("eval", ["r2s", "r2m"] + [e for e in EXPS if e.endswith(("_d4", "_maxi", "_L25"))]), "fig9.rst", "Paper A"),
     "figB1_descending": (lambda w: sort_keyed(["b1_descending"], with_tune=True), "figB1_descending.rst", "Paper B"),
     "figB2_elicit": (lambda w: sort_keyed(["b2_elicit"]), "figB2_elicit.rst", "Paper B"),
     "figB3_matrix": (lambda w: sort_keyed(["b3_matrix"]), "figB3_matrix.rst", "Paper B"),
     "figB4_double_hist": (lambda w: sort_keyed(["b4_double_hist"], with_tune=True), "figB4_double_hist.rst", "Paper B"),
     "figB5_theory": (lambda w: sort_keyed(BEXPS), "figB5_theory.rst", "Paper B"),
 }
-
-
-def figure_settings(wildcards=None):
-    return as_json(CFG.get("figures", {}))
-
-
-def fig_input(name, names):
-    """Rule input: keyed data files plus the code that draws figure `name`."""
-    def inputs(wildcards):
-        return {**names(wildcards), "code": figure_code(FIGURES[name])}
-
-    return inputs
-
-
-def all_figure_outputs():
-    """Every figure whose data the configured experiments provide, the SoftPT table and the claims report."""
-    outs = [f"{FIG}/{name}.png" for name, (inputs, _, _) in FIGURE_RULES.items() if inputs(None)]
-    outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
-    if any(e in EXPS for e in ("r2s", "r2m")):
-        outs.append(f"{FIG}/table_softpt.md")
-    return outs + [f"{RES}/claims.md", f"{RES}/claims.nc"]
 
 
 for _name, (_inputs, _caption, _category) in FIGURE_RULES.items():
@@ -108,7 +50,7 @@ for _name, (_inputs, _caption, _category) in FIGURE_RULES.items():
 # Full results of one experiment and architecture.
 use rule figure_fig1_r2s_headline as figure_fig5_full with:
     input:
-        unpack(fig_input("fig5_full", _fig5)),
+        unpack(fig_input("fig5_full", lambda w: keyed("eval", [w.exp], [w.arch]))),
     output:
         pdf=f"{FIG}/fig5_full_{{exp}}_{{arch}}.pdf",
         png=report(f"{FIG}/fig5_full_{{exp}}_{{arch}}.png", caption="../report/fig5.rst", category="Paper A",
@@ -126,7 +68,7 @@ use rule figure_fig1_r2s_headline as figure_fig5_full with:
 # ablation figure's inputs, with the Markdown table beside the figure.
 use rule figure_fig9_ablations as table_softpt with:
     input:
-        unpack(fig_input("table_softpt", _fig9)),
+        unpack(fig_input("table_softpt", FIGURE_RULES["fig9_ablations"][0])),
     output:
         md=f"{FIG}/table_softpt.md",
         pdf=f"{FIG}/table_softpt.pdf",

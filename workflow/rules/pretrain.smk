@@ -1,14 +1,6 @@
 # Pretraining: Paper A's networks on Random Coins, Paper B's GPTs on their task.
 
 
-def pretrain_config(wildcards):
-    return as_json(coins_jobs.pretrain_job(CFG, wildcards.variant, wildcards.arch))
-
-
-def sort_pretrain_config(wildcards):
-    return as_json(sorting_jobs.pretrain_job(CFG, wildcards.bmodel))
-
-
 rule pretrain:
     """Pretrain one network variant on Random Coins (SPEC 1.3)."""
     input:
@@ -17,7 +9,7 @@ rule pretrain:
         weights=f"{PA}/pretrain/{{arch}}_{{variant}}.pt",
         nc=f"{PA}/pretrain/{{arch}}_{{variant}}.nc",
     params:
-        cfg=pretrain_config,
+        cfg=lambda w: as_json(coins_jobs.pretrain_job(CFG, w.variant, w.arch)),
         device=CFG["device"],
         kernels=CFG["kernels"],
         command="pretrain",
@@ -45,7 +37,7 @@ use rule pretrain as sort_pretrain with:
         weights=f"{PB}/pretrain/{{bmodel}}.pt",
         nc=f"{PB}/pretrain/{{bmodel}}.nc",
     params:
-        cfg=sort_pretrain_config,
+        cfg=lambda w: as_json(sorting_jobs.pretrain_job(CFG, w.bmodel)),
         device=CFG["device"],
         kernels=CFG["kernels"],
         command="sort-pretrain",

@@ -1,31 +1,6 @@
 # Tuning: every run of one experiment as one batched population.
 
 
-def pretrained_weights(wildcards):
-    e = exp_cfg(wildcards.exp)
-    return [f"{PA}/pretrain/{wildcards.arch}_{e['network']}.pt"] if e["pretrained"] else []
-
-
-def weights_flag(wildcards, input):
-    return f"--weights {input.weights}" if input.weights else ""
-
-
-def search_flag(wildcards, output):
-    return f"--out-search {output.search}" if "search" in output.keys() else ""
-
-
-def tune_config(wildcards):
-    return as_json(coins_jobs.tune_job(CFG, wildcards.exp, wildcards.arch))
-
-
-def sort_weights(wildcards):
-    return f"{PB}/pretrain/{sort_exp(wildcards.bexp)['model']}.pt"
-
-
-def sort_tune_config(wildcards):
-    return as_json(sorting_jobs.tune_job(CFG, wildcards.bexp, wildcards.brun))
-
-
 rule tune:
     """All tuning runs of one experiment x network as one batched population,
     plus the HardPT and PreBayesPT prefix searches (SPEC 1.4)."""
@@ -37,7 +12,7 @@ rule tune:
         search=f"{PA}/tune/{{exp}}_{{arch}}_search.nc",
         weights=f"{PA}/tune/{{exp}}_{{arch}}.pt",
     params:
-        cfg=tune_config,
+        cfg=lambda w: as_json(coins_jobs.tune_job(CFG, w.exp, w.arch)),
         weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
@@ -68,7 +43,7 @@ use rule tune as sort_tune with:
         nc=f"{PB}/tune/{{bexp}}_{{brun}}.nc",
         weights=f"{PB}/tune/{{bexp}}_{{brun}}.pt",
     params:
-        cfg=sort_tune_config,
+        cfg=lambda w: as_json(sorting_jobs.tune_job(CFG, w.bexp, w.brun)),
         weights=weights_flag,
         device=CFG["device"],
         kernels=CFG["kernels"],
