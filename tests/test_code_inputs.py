@@ -54,7 +54,7 @@ def _files_run_by(modules: tuple[str, ...]) -> frozenset[str]:
 
 def _planned(repo, options=()) -> dict[str, tuple[str, frozenset[str]]]:
     """Jobs of a dry run: id (the rule and its outputs) -> (rule, input files)."""
-    out = snakemake(repo, "all_figures", options=["-n", *options]).stdout
+    out = snakemake(repo, "all_figures", options=["-n", "--nolock", *options]).stdout
     jobs = {}
     for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", out):
         m = re.search(r"^(?:local)?rule (\S+):$", block, re.M)
