@@ -16,8 +16,9 @@ import time
 
 import torch
 
+from prefixlab.sorting.configs import OptimConfig
 from prefixlab import kernels
-from prefixlab.sorting import networks as gpt, population as train
+from prefixlab.sorting import networks, population
 from prefixlab.sorting.data import TASKS, DigitSpec
 
 SPEC = DigitSpec()
@@ -27,15 +28,15 @@ def seconds_per_step(cfg, base, members: int, steps: int, device) -> float:
     tasks = [t for t in TASKS if t != "random"][:members]
     tasks += tasks[: members - len(tasks)]
     seeds = list(range(members))
-    own = {n: t.to(device) for n, t in gpt.member_tensors(cfg, base, "prefix", members, seeds).items()}
-    model = gpt.Model(cfg, base, own)
-    opt = train.OptimConfig(steps=1, lr=1e-3, log_every=10**9, weight_decay=0.01)
-    train.train(model, "prefix", tasks, seeds, SPEC, opt, device, 0)  # warm-up (and Triton compilation)
-    opt = train.OptimConfig(steps=steps, lr=1e-3, log_every=10**9, weight_decay=0.01)
+    own = {n: t.to(device) for n, t in networks.member_tensors(cfg, base, "prefix", members, seeds).items()}
+    model = networks.Model(cfg, base, own)
+    opt = OptimConfig(steps=1, lr=1e-3, log_every=10**9, weight_decay=0.01)
+    population.train(model, "prefix", tasks, seeds, SPEC, opt, device, 0)  # warm-up (and Triton compilation)
+    opt = OptimConfig(steps=steps, lr=1e-3, log_every=10**9, weight_decay=0.01)
     if device != "cpu":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train.train(model, "prefix", tasks, seeds, SPEC, opt, device, 0)
+    population.train(model, "prefix", tasks, seeds, SPEC, opt, device, 0)
     if device != "cpu":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
@@ -51,8 +52,8 @@ def main() -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = gpt.GPTConfig(layers=4, heads=4, d=256, prefix_length=10)
-    base = {n: t.to(device) for n, t in gpt.init_weights(cfg).items()}
+    cfg = networks.GPTConfig(layers=4, heads=4, d=256, prefix_length=10)
+    base = {n: t.to(device) for n, t in networks.init_weights(cfg).items()}
     print(f"device {device}; model 4 layers x 4 heads, d 256, L 10, batch 64; {args.members} prefix-tuning members")
     pop = seconds_per_step(cfg, base, args.members, args.steps, device)
     solo = seconds_per_step(cfg, base, 1, args.steps, device)

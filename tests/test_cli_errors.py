@@ -74,13 +74,13 @@ def test_paper_b_weights_of_another_size(tmp_path):
     import yaml
 
     from prefixlab import settings
-    from prefixlab.sorting import networks as gpt
+    from prefixlab.sorting import networks
     from prefixlab.sorting.jobs import SortTuneJob
     raw = {**yaml.safe_load((ROOT / "config.yaml").read_text()), "scale": "smoke"}
     cfg = settings.resolve(raw, ROOT / "workflow/schemas/config.schema.yaml")
     job = sorting_jobs.tune_job(cfg, "b1_descending", "prefix")
     model = SortTuneJob.from_dict(job).model
-    wider = gpt.init_weights(gpt.GPTConfig(**{**model.__dict__, "d": 2 * model.d}))
+    wider = networks.init_weights(networks.GPTConfig(**{**model.__dict__, "d": 2 * model.d}))
     storage.save_torch(wider, tmp_path / "wide.pt")
     proc = run_cli("sort-tune", "--config", json.dumps(job), "--weights", str(tmp_path / "wide.pt"),
                    "--out-weights", str(tmp_path / "t.pt"), "--out-nc", str(tmp_path / "t.nc"))

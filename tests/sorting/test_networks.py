@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from prefixlab.sorting.configs import OptimConfig
 from prefixlab import kernels
-from prefixlab.sorting import analysis, networks as gpt, population as train
+from prefixlab.sorting import analysis, networks, population
 from prefixlab.sorting.data import DigitSpec, sample_task_batch, sequences
 
 SPEC = DigitSpec()
@@ -15,7 +16,7 @@ SPEC = DigitSpec()
 def tiny(**kw):
     args = dict(layers=2, heads=2, d=8, prefix_length=3, dropout=0.1, init_seed=0)
     args.update(kw)
-    return gpt.GPTConfig(**args)
+    return networks.GPTConfig(**args)
 
 
 def roughened(base: dict, seed: int = 1, scale: float = 0.5) -> dict:
@@ -55,10 +56,10 @@ def overwrite_reference(cfg, base, prefix, tokens):
 @pytest.mark.parametrize("ln_1", [True, False])
 def test_per_layer_prefix_replaces_each_layers_attention_input(ln_1):
     cfg = tiny(ln_1=ln_1)
-    base = roughened(gpt.init_weights(cfg))
+    base = roughened(networks.init_weights(cfg))
     prefix = torch.randn(2, cfg.layers, cfg.prefix_length, cfg.d, generator=torch.Generator().manual_seed(3))
     _, _, tokens = batch(cfg)
-    model = gpt.Model(cfg, base, {"prefix": prefix})
+    model = networks.Model(cfg, base, {"prefix": prefix})
     logits = model.forward(tokens.expand(2, *tokens.shape))
     for p in range(2):
         ref = overwrite_reference(cfg, base, prefix[p], tokens)
@@ -67,7 +68,7 @@ def test_per_layer_prefix_replaces_each_layers_attention_input(ln_1):
 
 def test_plain_model_matches_reference_with_slot_tokens():
     cfg = tiny()
-    base = roughened(gpt.init_weights(cfg))
+    base = roughened(networks.init_weights(cfg))
     _, _, tokens = batch(cfg)
     # without a prefix the slots are ordinary token-0 inputs with positions 0..L-1
     slot_rows = (base["wte"][0] + base["wpe"][:cfg.prefix_length])[None].expand(cfg.layers, -1, -1)
@@ -75,19 +76,19 @@ def test_plain_model_matches_reference_with_slot_tokens():
     cfg1 = tiny(layers=1)
     base1 = {n: t for n, t in base.items() if not n.startswith("h1.")}
     ref = overwrite_reference(cfg1, base1, slot_rows[:1], tokens)
-    got = gpt.Model(cfg1, base1).forward(tokens[None])[0]
+    got = networks.Model(cfg1, base1).forward(tokens[None])[0]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("prefix_mode", [True, False])
 def test_loss_covers_output_positions_only(prefix_mode):
     cfg = tiny()
-    base = gpt.init_weights(cfg)
-    own = gpt.member_tensors(cfg, base, "prefix", 1, [0]) if prefix_mode else {}
+    base = networks.init_weights(cfg)
+    own = networks.member_tensors(cfg, base, "prefix", 1, [0]) if prefix_mode else {}
     x, y, tokens = batch(cfg)
-    logits = gpt.Model(cfg, base, own).forward(tokens[None]).detach().requires_grad_(True)
+    logits = networks.Model(cfg, base, own).forward(tokens[None]).detach().requires_grad_(True)
     offset = 0 if prefix_mode else cfg.prefix_length
-    loss = -gpt.output_log_probs(logits, torch.from_numpy(y)[None], offset, cfg.digits).mean()
+    loss = -networks.output_log_probs(logits, torch.from_numpy(y)[None], offset, cfg.digits).mean()
     (grad,) = torch.autograd.grad(loss, logits)
     touched = grad.abs().sum((0, 1, 3)) > 0  # per position
     first = offset + cfg.digits - 1  # the last input digit predicts output digit 0
@@ -100,31 +101,31 @@ def test_loss_covers_output_positions_only(prefix_mode):
 
 
 def test_parameter_counts_as_configured():
-    paper = gpt.GPTConfig(layers=4, heads=4, d=256, prefix_length=12)
+    paper = networks.GPTConfig(layers=4, heads=4, d=256, prefix_length=12)
     assert paper.lora_parameters() == 12288 == paper.prefix_parameters()
     cfg = tiny(lora_rank=1)
-    base = gpt.init_weights(cfg)
+    base = networks.init_weights(cfg)
     for method, expected in (("prefix", cfg.prefix_parameters()), ("lora", cfg.lora_parameters())):
-        own = gpt.member_tensors(cfg, base, method, 3, [0, 1, 2])
+        own = networks.member_tensors(cfg, base, method, 3, [0, 1, 2])
         assert sum(t[0].numel() for t in own.values()) == expected
     assert cfg.lora_parameters() == 2 * (8 + 8 + 8 + 32 + 32 + 8)
-    full = gpt.member_tensors(cfg, base, "finetune", 2, [0, 1])
+    full = networks.member_tensors(cfg, base, "finetune", 2, [0, 1])
     assert sum(t[0].numel() for t in full.values()) == sum(t.numel() for t in base.values())
     assert cfg.all_parameters() == sum(t.numel() for t in base.values())
 
 
 def test_lora_starts_at_the_pretrained_function_and_targets_the_named_matrices():
     cfg = tiny(lora_rank=1)
-    base = roughened(gpt.init_weights(cfg))
-    own = gpt.member_tensors(cfg, base, "lora", 2, [0, 1])
+    base = roughened(networks.init_weights(cfg))
+    own = networks.member_tensors(cfg, base, "lora", 2, [0, 1])
     assert {n.split(".")[1] for n in own} == {"attn_proj", "mlp_fc", "mlp_proj"}
     _, _, tokens = batch(cfg)
     t2 = tokens.expand(2, *tokens.shape)
-    torch.testing.assert_close(gpt.Model(cfg, base, own).forward(t2), gpt.Model(cfg, base).forward(t2), rtol=0, atol=0)
+    torch.testing.assert_close(networks.Model(cfg, base, own).forward(t2), networks.Model(cfg, base).forward(t2), rtol=0, atol=0)
 
 
 def test_weight_decay_targets_linear_weights_only():
-    decayed = sorted(n for n in gpt.init_weights(tiny()) if gpt.is_decayed(n))
+    decayed = sorted(n for n in networks.init_weights(tiny()) if networks.is_decayed(n))
     assert decayed == sorted([f"h{l}.{k}.w" for l in range(2) for k in ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj")]
                              + ["head.w"])
 
@@ -132,14 +133,14 @@ def test_weight_decay_targets_linear_weights_only():
 @pytest.mark.parametrize("method", ["prefix", "lora", "finetune"])
 def test_population_equals_members_trained_alone(method):
     cfg = tiny(dropout=0.0)  # dropout masks are drawn for the whole population at once
-    base = roughened(gpt.init_weights(cfg), scale=0.1)
-    opt = train.OptimConfig(steps=3, lr=1e-2, batch=4, weight_decay=0.01)
+    base = roughened(networks.init_weights(cfg), scale=0.1)
+    opt = OptimConfig(steps=3, lr=1e-2, batch=4, weight_decay=0.01)
     tasks_, seeds = ["ascending", "add1", "descending"], [5, 6, 7]
-    together = gpt.member_tensors(cfg, base, method, 3, seeds)
-    res = train.train(gpt.Model(cfg, base, together), method, tasks_, seeds, SPEC, opt, "cpu", 0)
+    together = networks.member_tensors(cfg, base, method, 3, seeds)
+    res = population.train(networks.Model(cfg, base, together), method, tasks_, seeds, SPEC, opt, "cpu", 0)
     for i in range(3):
-        alone = gpt.member_tensors(cfg, base, method, 1, [seeds[i]])
-        r = train.train(gpt.Model(cfg, base, alone), method, [tasks_[i]], [seeds[i]], SPEC, opt, "cpu", 0)
+        alone = networks.member_tensors(cfg, base, method, 1, [seeds[i]])
+        r = population.train(networks.Model(cfg, base, alone), method, [tasks_[i]], [seeds[i]], SPEC, opt, "cpu", 0)
         np.testing.assert_allclose(res.loss[:, i], r.loss[:, 0], rtol=1e-5, atol=1e-6)
         for n in together:
             torch.testing.assert_close(together[n][i], alone[n][0], rtol=1e-4, atol=1e-6)
@@ -147,14 +148,14 @@ def test_population_equals_members_trained_alone(method):
 
 def test_tuning_changes_only_its_own_tensors_and_is_reproducible():
     cfg = tiny()
-    base = gpt.init_weights(cfg)
+    base = networks.init_weights(cfg)
     frozen = {n: t.clone() for n, t in base.items()}
-    opt = train.OptimConfig(steps=2, lr=1e-2, batch=4, weight_decay=0.01)
+    opt = OptimConfig(steps=2, lr=1e-2, batch=4, weight_decay=0.01)
     runs = []
     for _ in range(2):
-        own = gpt.member_tensors(cfg, base, "prefix", 2, [0, 1])
+        own = networks.member_tensors(cfg, base, "prefix", 2, [0, 1])
         start = own["prefix"].clone()
-        r = train.train(gpt.Model(cfg, base, own), "prefix", ["add1", "add2"], [1, 2], SPEC, opt, "cpu", 0)
+        r = population.train(networks.Model(cfg, base, own), "prefix", ["add1", "add2"], [1, 2], SPEC, opt, "cpu", 0)
         assert not torch.equal(own["prefix"], start)
         runs.append((r.loss, own["prefix"]))
     assert all(torch.equal(base[n], frozen[n]) for n in base)
@@ -163,9 +164,9 @@ def test_tuning_changes_only_its_own_tensors_and_is_reproducible():
 
 def test_dropout_only_while_fine_tuning():
     cfg = tiny(dropout=0.5)
-    base = gpt.init_weights(cfg)
+    base = networks.init_weights(cfg)
     _, _, tokens = batch(cfg)
-    model = gpt.Model(cfg, base)
+    model = networks.Model(cfg, base)
     g = torch.Generator().manual_seed(0)
     assert not torch.equal(model.forward(tokens[None], train=True, generator=g), model.forward(tokens[None]))
     assert torch.equal(model.forward(tokens[None]), model.forward(tokens[None]))
@@ -174,7 +175,7 @@ def test_dropout_only_while_fine_tuning():
 @pytest.mark.parametrize("L, ln_1", [(1, True), (1, False), (3, True)])
 def test_theory_identity_on_random_weights(L, ln_1):
     cfg = tiny(prefix_length=L, ln_1=ln_1)
-    base = roughened(gpt.init_weights(cfg), scale=1.0)
+    base = roughened(networks.init_weights(cfg), scale=1.0)
     prefixes = 3 * torch.randn(4, cfg.layers, L, cfg.d, generator=torch.Generator().manual_seed(2))
     x, y, _ = batch(cfg, n=6)
     out = analysis.theory_check(cfg, base, prefixes, x, y)
@@ -190,11 +191,11 @@ def test_theory_identity_on_random_weights(L, ln_1):
 def test_theory_check_detects_a_prefix_that_changes_the_content_input():
     """Negative control: at layer 1 (whose content input the prefix changes) the identity fails."""
     cfg = tiny(prefix_length=1)
-    base = roughened(gpt.init_weights(cfg), scale=1.0)
+    base = roughened(networks.init_weights(cfg), scale=1.0)
     prefixes = 3 * torch.randn(2, cfg.layers, 1, cfg.d, generator=torch.Generator().manual_seed(2))
     x, y, tokens = batch(cfg, n=4)
-    _, free = gpt.Model(cfg, base).forward(tokens[None], record=True)
-    _, pre = gpt.Model(cfg, base, {"prefix": prefixes}).forward(tokens.expand(2, *tokens.shape), record=True)
+    _, free = networks.Model(cfg, base).forward(tokens[None], record=True)
+    _, pre = networks.Model(cfg, base, {"prefix": prefixes}).forward(tokens.expand(2, *tokens.shape), record=True)
     content = free[1]["probs"][..., 1:, 1:]
     content = content / content.sum(-1, keepdim=True)
     mass = pre[1]["probs"][..., :1].sum(-1, keepdim=True)
@@ -203,10 +204,10 @@ def test_theory_check_detects_a_prefix_that_changes_the_content_input():
 
 def test_greedy_decoding_agrees_with_one_pass_accuracy():
     cfg = tiny(layers=1)
-    base = roughened(gpt.init_weights(cfg), scale=0.3)
+    base = roughened(networks.init_weights(cfg), scale=0.3)
     x, y, _ = batch(cfg, n=40, task="add1")
-    own = gpt.member_tensors(cfg, base, "prefix", 2, [0, 1])
-    model = gpt.Model(cfg, base, own)
+    own = networks.member_tensors(cfg, base, "prefix", 2, [0, 1])
+    model = networks.Model(cfg, base, own)
     decoded = analysis.greedy_decode(model, x)
     np.testing.assert_allclose(analysis.accuracy(model, x, y, chunk=16), (decoded == y[None]).all(-1).mean(-1))
     # a model that outputs add1 exactly: every digit is its input + 1 -> perfect accuracy
@@ -215,13 +216,13 @@ def test_greedy_decoding_agrees_with_one_pass_accuracy():
 
 def test_kernel_path_matches_reference_for_prefix_tuning():
     cfg = tiny(heads=2, d=8, prefix_length=2)
-    base = roughened(gpt.init_weights(cfg), scale=0.3)
+    base = roughened(networks.init_weights(cfg), scale=0.3)
     _, y, tokens = batch(cfg, n=3)
     results = []
     for mode in ("reference", "triton"):
         own = {"prefix": torch.randn(2, cfg.layers, 2, cfg.d, generator=torch.Generator().manual_seed(4)).requires_grad_(True)}
         with kernels.mode(mode):
-            loss = train.member_loss(gpt.Model(cfg, base, own), tokens.expand(2, *tokens.shape),
+            loss = population.member_loss(networks.Model(cfg, base, own), tokens.expand(2, *tokens.shape),
                                      torch.from_numpy(y).expand(2, *y.shape), train=False)
             (grad,) = torch.autograd.grad(loss.sum(), own["prefix"])
         results.append((loss.detach(), grad))

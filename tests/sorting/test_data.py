@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from prefixlab.sorting import data as tasks
+from prefixlab.sorting import data
 from prefixlab.sorting.data import DigitSpec, sample_inputs, sample_task_batch, sequences, task_output
 
 SPEC = DigitSpec()
@@ -35,11 +35,11 @@ def test_unknown_task_is_named():
 def test_random_task_mixes_the_four_pretraining_tasks_without_a_cue():
     x, y, which = sample_task_batch(np.random.default_rng(1), "random", 400, SPEC, "train")
     assert set(which.tolist()) == {0, 1, 2, 3}
-    for i, t in enumerate(tasks.PRETRAIN_TASKS):
+    for i, t in enumerate(data.PRETRAIN_TASKS):
         np.testing.assert_array_equal(y[which == i], task_output(t, x[which == i]))
     # the sequence carries no task token: slots, input, output only
     seq = sequences(x, y, 3)
-    assert seq.shape == (400, 3 + 19) and (seq[:, :3] == tasks.SLOT_TOKEN).all()
+    assert seq.shape == (400, 3 + 19) and (seq[:, :3] == data.SLOT_TOKEN).all()
 
 
 def test_input_distribution():
@@ -55,23 +55,23 @@ def test_split_is_disjoint_and_a_quarter():
     rng = np.random.default_rng(3)
     train = sample_inputs(rng, 5000, SPEC, "train")
     test = sample_inputs(rng, 5000, SPEC, "test")
-    assert not tasks.is_test(train, SPEC).any() and tasks.is_test(test, SPEC).all()
+    assert not data.is_test(train, SPEC).any() and data.is_test(test, SPEC).all()
     assert not {tuple(r) for r in train.tolist()} & {tuple(r) for r in test.tolist()}
     raw = rng.integers(0, 8, size=(40000, 10))
-    assert 0.23 < tasks.is_test(raw, SPEC).mean() < 0.27
+    assert 0.23 < data.is_test(raw, SPEC).mean() < 0.27
 
 
 def test_split_is_stable_across_processes_and_pinned():
-    code = ("import numpy as np; from prefixlab.sorting import data as tasks; "
+    code = ("import numpy as np; from prefixlab.sorting import data; "
             "x = np.random.default_rng(5).integers(0, 8, size=(64, 10)); "
-            "print(''.join('1' if t else '0' for t in tasks.is_test(x, tasks.DigitSpec())))")
+            "print(''.join('1' if t else '0' for t in data.is_test(x, data.DigitSpec())))")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout.strip() for seed in ("1", "2")}
     assert len(runs) == 1
-    here = "".join("1" if t else "0" for t in tasks.is_test(np.random.default_rng(5).integers(0, 8, size=(64, 10)), SPEC))
+    here = "".join("1" if t else "0" for t in data.is_test(np.random.default_rng(5).integers(0, 8, size=(64, 10)), SPEC))
     assert runs == {here}
     # pinned: a changed hash silently moves inputs between train and test
-    assert tasks.input_hash(X).tolist() == PINNED_HASHES
+    assert data.input_hash(X).tolist() == PINNED_HASHES
 
 
 # splitmix64 of the base-16 code of each row of X; both rows are test inputs (hash % 4 == 0)
@@ -79,8 +79,8 @@ PINNED_HASHES = [5135352503005782620, 3432826928858364144]
 
 
 def test_streams_are_seeded():
-    a = tasks.TaskStream("ascending", 8, SPEC, 7).next()
-    b = tasks.TaskStream("ascending", 8, SPEC, 7).next()
-    c = tasks.TaskStream("ascending", 8, SPEC, 8).next()
+    a = data.TaskStream("ascending", 8, SPEC, 7).next()
+    b = data.TaskStream("ascending", 8, SPEC, 7).next()
+    c = data.TaskStream("ascending", 8, SPEC, 8).next()
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
