@@ -25,7 +25,8 @@ SEEDS = [11, 12, 13]
 
 
 def snapshot(pop):
-    return {k: v.detach().clone() for k, v in pop.params.items()}
+    """Per member, every tensor it computes with (own or shared network, its prefix)."""
+    return [pop.member_params(i) for i in range(pop.size)]
 
 
 def expected_tuned(method: str, names) -> set[str]:
@@ -54,13 +55,18 @@ def test_each_method_changes_exactly_its_own_parameters(arch):
     before = snapshot(pop)
     population.train(pop, SINGLE, data_seeds=SEEDS, **TRAIN)
     after = snapshot(pop)
-    assert set(after) == set(before) == set(base) | {PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY}
     for i, m in enumerate(members):
-        changed = {n for n in after if not torch.equal(after[n][i], before[n][i])}
-        assert changed == expected_tuned(m.method, after), f"{m.label()}: changed {sorted(changed)}"
+        assert set(after[i]) == set(before[i]) == set(base) | {PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY}
+        changed = {n for n in after[i] if not torch.equal(after[i][n], before[i][n])}
+        assert changed == expected_tuned(m.method, after[i]), f"{m.label()}: changed {sorted(changed)}"
     # the members all started from the same network
     for n in base:
-        assert all(torch.equal(before[n][i], base[n]) for i in range(len(members)))
+        assert all(torch.equal(before[i][n], base[n]) for i in range(len(members)))
+    # frozen members share one copy of the network and train no weights
+    frozen = [i for i, m in enumerate(members) if m.method not in population.OWN_WEIGHT_METHODS]
+    assert frozen and sorted(set(range(len(members))) - set(frozen)) == pop.own_rows.tolist()
+    assert all(v.shape[0] == len(pop.own_rows) for v in pop.network_params().values())
+    assert all(not v.requires_grad for v in pop.shared.values())
 
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
@@ -79,8 +85,8 @@ def test_loss_covers_sequence_positions_only(arch):
     batches = {r: data.Stream(MIXTURE, 5, 7, SEEDS[r]).next().onehot() for r in range(2)}
     for i, m in enumerate(members):
         x = batches[m.repetition]
-        tok = init[PREFIX_TOKEN_KEY][i].clone().double().requires_grad_(True)
-        soft = init[PREFIX_SOFT_KEY][i].clone().double().requires_grad_(True)
+        tok = init[i][PREFIX_TOKEN_KEY].clone().double().requires_grad_(True)
+        soft = init[i][PREFIX_SOFT_KEY].clone().double().requires_grad_(True)
         prefix = {"SimplexPT": ("token", torch.softmax(tok, -1)), "RealPT": ("token", tok), "SoftPT": ("soft", soft),
                   "EmbedWT": None, "NoTuning": None}[m.method]
         logp = reference_forward(cfg, base, x, prefix)
@@ -111,21 +117,22 @@ def test_population_equals_members_trained_alone(arch, methods):
         solo, solo_res = _train_members(arch, [m])
         np.testing.assert_allclose(res.loss[:, i], solo_res.loss[:, 0], rtol=1e-5, atol=1e-5, err_msg=m.label())
         np.testing.assert_allclose(res.grad_norm[:, i], solo_res.grad_norm[:, 0], rtol=1e-4, atol=1e-6, err_msg=m.label())
-        for n in pop.params:
-            torch.testing.assert_close(pop.params[n][i], solo.params[n][0], rtol=0, atol=1e-5, msg=f"{m.label()} {n}")
+        mine, alone = pop.member_params(i), solo.member_params(0)
+        for n in mine:
+            torch.testing.assert_close(mine[n], alone[n], rtol=0, atol=1e-5, msg=f"{m.label()} {n}")
     # non-vacuity: training moved the tuned parameters, and members differ
     assert not np.allclose(res.loss[0], res.loss[-1])
 
 
 def test_same_repetition_sees_same_data_stream(monkeypatch):
     seen = []
-    real = networks.forward
+    real = population.Population.forward
 
-    def spy(cfg, p, onehot, prefix, record=False):
+    def spy(self, onehot, record=False):
         seen.append(onehot.detach().clone())
-        return real(cfg, p, onehot, prefix, record)
+        return real(self, onehot, record)
 
-    monkeypatch.setattr(networks, "forward", spy)
+    monkeypatch.setattr(population.Population, "forward", spy)
     members = [Member("SoftPT", 0), Member("FullWT", 1), Member("EmbedWT", 0), Member("RealPT", 2),
                Member("SimplexPT", 1), Member("LoRAWT", 2)]
     _train_members("transformer", members, steps=3)
@@ -146,6 +153,7 @@ def test_same_seeds_give_bitwise_identical_results(arch):
     assert np.array_equal(ra.loss, rb.loss) and np.array_equal(ra.grad_norm, rb.grad_norm)
     for n in a.params:
         assert torch.equal(a.params[n], b.params[n]), n
+    assert all(torch.equal(a.shared[n], b.shared[n]) for n in a.shared)
     # and a different data seed gives a different run
     cfg = tiny_net(arch)
     c = population.build(cfg, networks.init_params(cfg), members, L, prefix_seed=100)
@@ -157,7 +165,7 @@ def test_nonfinite_weight_raises_training_error_naming_member():
     cfg = tiny_net("transformer")
     members = [Member("SoftPT", 0), Member("FullWT", 1), Member("EmbedWT", 0)]
     pop = population.build(cfg, networks.init_params(cfg), members, L, prefix_seed=100)
-    pop.params["unemb_w"][1, 0, 0] = float("nan")
+    pop.params["unemb_w"][pop.own_index(torch.tensor([1]))[0], 0, 0] = float("nan")
     with pytest.raises(TrainingError) as err:
         population.train(pop, SINGLE, data_seeds=SEEDS, label="tune r2s/transformer", **TRAIN)
     msg = str(err.value)
@@ -166,11 +174,11 @@ def test_nonfinite_weight_raises_training_error_naming_member():
 
 
 def test_divergence_at_a_later_step_names_that_step(monkeypatch):
-    real = networks.forward
+    real = population.Population.forward
     calls = []
 
-    def corrupt(cfg, p, onehot, prefix, record=False):
-        logp, st = real(cfg, p, onehot, prefix, record)
+    def corrupt(self, onehot, record=False):
+        logp, st = real(self, onehot, record)
         calls.append(1)
         if len(calls) == 3:  # step index 2
             logp = logp.clone()
@@ -178,7 +186,7 @@ def test_divergence_at_a_later_step_names_that_step(monkeypatch):
             logp[3, 1, 2, 1] = float("nan")
         return logp, st
 
-    monkeypatch.setattr(networks, "forward", corrupt)
+    monkeypatch.setattr(population.Population, "forward", corrupt)
     members = [Member("SoftPT", 0), Member("FullWT", 1), Member("RealPT", 1), Member("LoRAWT", 0)]
     with pytest.raises(TrainingError, match=r"step 2 ") as err:
         _train_members("transformer", members, steps=5)
@@ -224,7 +232,10 @@ def test_clip_norm_definitions():
     members = [Member("EmbedWT", 0), Member("FullWT", 0), Member("LoRAWT", 0), Member("UnembedWT", 0), Member("SoftPT", 0)]
     x = data.Stream(SINGLE, 4, 6, SEEDS[0]).next().onehot()
     probe = population.build(cfg, base, members, L, prefix_seed=100)
-    params = {n: v.clone().requires_grad_(True) for n, v in probe.params.items()}
+    # an independent forward: every member its own copy of every tensor, so grads[n][i] is member i's
+    params = {**networks.stack(base, len(members)), PREFIX_TOKEN_KEY: probe.params[PREFIX_TOKEN_KEY],
+              PREFIX_SOFT_KEY: probe.params[PREFIX_SOFT_KEY]}
+    params = {n: v.clone().requires_grad_(True) for n, v in params.items()}
     prefix = PrefixInput(probe.kind, params[PREFIX_TOKEN_KEY], params[PREFIX_SOFT_KEY])
     logp, _ = networks.forward(cfg, params, x.expand(len(members), -1, -1, -1), prefix)
     loss = networks.sequence_log_loss(logp, x.expand(len(members), -1, -1, -1)).sum(-1).mean(-1)
@@ -258,7 +269,8 @@ def test_clip_norm_over_all_vs_tuned_changes_weight_methods_only(arch):
     a, ra = _train_members(arch, members, "all", clip=1e-3)
     b, rb = _train_members(arch, members, "tuned", clip=1e-3)
     for i, m in enumerate(members):
-        same = all(torch.equal(a.params[n][i], b.params[n][i]) for n in a.params)
+        mine, theirs = a.member_params(i), b.member_params(i)
+        same = all(torch.equal(mine[n], theirs[n]) for n in mine)
         if m.method.endswith("PT"):
             assert same and np.array_equal(ra.grad_norm[:, i], rb.grad_norm[:, i]), m.label()
         else:

@@ -42,7 +42,7 @@ def tuned_population(job: TuneJob, base: Params, tune_ds: xr.Dataset, state: dic
         pop.params[population.PREFIX_TOKEN_KEY][:n] = torch.from_numpy(tune_ds["prefix_token"].values).to(device)
         pop.params[population.PREFIX_SOFT_KEY][:n] = torch.from_numpy(tune_ds["prefix_soft"].values).to(device)
         for name, entry in state["weights"].items():
-            pop.params[name][entry["rows"].to(device)] = entry["values"].to(device)
+            pop.params[name][pop.own_index(entry["rows"])] = entry["values"].to(device)
     return pop
 
 
@@ -125,7 +125,7 @@ def internal_states(ej: EvalJob, weights: Params | None, tune_ds: xr.Dataset, st
     pre = data.sample(job.pretrain_source, ev.state_pretrain_sequences, K, ev.state_seed + 1)
 
     def trajectories(tokens, rows):
-        sub = population.Population(pop.net, [pop.members[i] for i in rows], {k: v[rows] for k, v in pop.params.items()}, pop.kind[rows])
+        sub = pop.subset(rows)
         onehot = torch.nn.functional.one_hot(tokens, job.network.vocab).float().to(device).expand(len(rows), -1, -1, -1)
         _, rec = sub.forward(onehot, record=True)
         st = rec[key]  # (P, B, T, F)

@@ -1,7 +1,9 @@
 """LSTM and Transformer predictors for a whole population at once (SPEC 1.2).
 
-Every parameter tensor carries a leading population axis P, so members with
-different weights run in one batched forward pass (`torch.bmm`/`einsum`).
+A parameter tensor either carries a leading population axis P (each member its own
+copy: members with different weights run in one batched product, `torch.bmm`) or
+none (one copy shared by every member: the product runs over all members' rows at
+once, and autograd computes no weight gradient unless the shared tensor asks for one).
 
 Sequence layout: every member sees T = 1 + L + N positions.
   prefix members: [BOS, slot_1..slot_L, x_1..x_N]
@@ -90,23 +92,32 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(pos * freqs(n_sin)), torch.cos(pos * freqs(n_cos))], dim=-1)
 
 
+def _per_member(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A (D,) shared or (P, D) per-member vector shaped to broadcast over x (P, ..., D)."""
+    return v if v.dim() == 1 else v.view(v.shape[0], *([1] * (x.dim() - 2)), v.shape[-1])
+
+
 def _layer_norm(x, scale, bias=None):
-    # x (P, B, T, D); scale/bias (P, D). F.layer_norm fuses the normalisation; the
-    # per-member affine part follows as broadcast ops.
-    y = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * scale[:, None, None, :]
-    return y if bias is None else y + bias[:, None, None, :]
+    # x (P, B, T, D); scale/bias (D,) shared or (P, D) per member
+    if scale.dim() == 1:
+        return F.layer_norm(x, x.shape[-1:], scale, bias, eps=LN_EPS)
+    y = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * _per_member(scale, x)
+    return y if bias is None else y + _per_member(bias, x)
 
 
 def _linear(x, w):
-    # (P, B, T, I) @ (P, I, O) -> (P, B, T, O) with one bmm over members
-    P, B, T, I = x.shape
-    return torch.bmm(x.reshape(P, B * T, I), w).reshape(P, B, T, w.shape[-1])
+    """x (P, ..., I) @ w: a shared (I, O) matrix as one product over every member's rows,
+    a per-member (P, I, O) one as one bmm over members."""
+    if w.dim() == 2:
+        return x @ w
+    P, I = x.shape[0], x.shape[-1]
+    return torch.bmm(x.reshape(P, -1, I), w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def _proj(p: Params, x, name: str, layer: int):
     """Attention projection with its LoRA branch, x W + (x A) B (no alpha/r scaling),
     computed as x (W + A B): one large matmul instead of three."""
-    w = p[f"w{name}_{layer}"] + torch.bmm(p[f"lora_{name}{layer}_a"], p[f"lora_{name}{layer}_b"])
+    w = p[f"w{name}_{layer}"] + torch.matmul(p[f"lora_{name}{layer}_a"], p[f"lora_{name}{layer}_b"])
     return _linear(x, w)
 
 
@@ -145,7 +156,7 @@ def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool)
     """
     cells, hiddens = [], []
     for l in range(cfg.layers):
-        xproj = _linear(x, p[f"lstm{l}_wx"]) + p[f"lstm{l}_b"][:, None, None, :]  # (P, B, T, 4W)
+        xproj = _linear(x, p[f"lstm{l}_wx"]) + _per_member(p[f"lstm{l}_b"], x)  # (P, B, T, 4W)
         x, c = lstm_recurrence(xproj, p[f"lstm{l}_wh"], valid)
         if record:
             cells.append(c)
@@ -186,11 +197,11 @@ def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
     P, B, N, V = onehot.shape
     L = prefix.length
     emb_w, emb_b = p["emb_w"], p["emb_b"]
-    tok = torch.einsum("pbnv,pvd->pbnd", onehot, emb_w) + emb_b[:, None, None, :]
-    bos = emb_b[:, None, None, :].expand(P, B, 1, -1)  # embedding of the zero vector
+    tok = _linear(onehot, emb_w) + _per_member(emb_b, onehot)
+    bos = _per_member(emb_b, onehot).expand(P, B, 1, -1)  # embedding of the zero vector
     kind = prefix.kind
     token_vec = torch.where((kind == PREFIX_SIMPLEX)[:, None, None], torch.softmax(prefix.token, -1), prefix.token)
-    slots = torch.einsum("plv,pvd->pld", token_vec, emb_w) + emb_b[:, None, :]
+    slots = _linear(token_vec, emb_w) + _per_member(emb_b, token_vec)
     slots = torch.where((kind == PREFIX_SOFT)[:, None, None], prefix.soft, slots)  # soft prefixes bypass the embedding
     slots = slots[:, None].expand(P, B, L, -1)
     with_prefix = torch.cat([bos, slots, tok], dim=2)
@@ -214,7 +225,7 @@ def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixI
     h, states = torso(cfg, p, x, valid, positions, record)
     L, N = prefix.length, onehot.shape[2]
     h = h[:, :, L:L + N]
-    logits = torch.einsum("pbnd,pdv->pbnv", h, p["unemb_w"]) + p["unemb_b"][:, None, None, :]
+    logits = _linear(h, p["unemb_w"]) + _per_member(p["unemb_b"], h)
     return torch.log_softmax(logits, dim=-1), states
 
 

@@ -1,7 +1,11 @@
 """A population of tuning runs trained together: one forward/backward per step.
 
-Each member has its own copy of the network weights and prefix, its own trainable
-set, its own Adam moments and its own gradient-norm clipping. Members are
+Each member has its own prefix, its own trainable set, its own Adam moments and its
+own gradient-norm clipping. Members that never change the weights (prefix methods,
+HardPT candidates, RandomPF, NoTuning) run one shared copy of the base network with
+no weight gradient: its products go over all their rows at once. Weight-tuning
+members (and pretraining) carry their own copy of every network tensor, since each
+needs its own gradient of every tensor for its clipping norm. Members are
 independent (the total loss is a sum of per-member losses), so one backward pass
 gives every member exactly its own gradient.
 """
@@ -19,7 +23,7 @@ from prefixlab.coins import networks
 from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.data import Stream
 from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
-from prefixlab.coins.methods import PREFIX_METHODS
+from prefixlab.coins.methods import PREFIX_METHODS, WEIGHT_METHODS
 from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress, per_member
 
 log = logging.getLogger("prefixlab")
@@ -27,6 +31,7 @@ log = logging.getLogger("prefixlab")
 PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY = "prefix_token", "prefix_soft"
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
+OWN_WEIGHT_METHODS = WEIGHT_METHODS + ("Pretrain",)
 METHOD_PREFIX_KIND = {
     "HardPT": PREFIX_TOKEN, "RealPT": PREFIX_TOKEN, "RandomPF": PREFIX_TOKEN,
     "SimplexPT": PREFIX_SIMPLEX, "SoftPT": PREFIX_SOFT,
@@ -80,13 +85,23 @@ def initial_prefixes(repetition: int, seed: int, length: int, vocab: int, d: int
 
 @dataclass
 class Population:
-    """Parameters of P members: network tensors (P, ...) plus prefix tensors."""
+    """P members: the shared frozen network, the weight members' own copies and every
+    member's prefix tensors.
+
+    shared:   network tensors without a member axis, read by every frozen member
+    params:   tensors with a member axis: prefix_token (P, L, V), prefix_soft (P, L, D),
+              and each network tensor (Pw, ...) for the Pw weight members
+    own_rows: (Pw,) member index of each network row in `params`
+    trainable: name -> bool mask over that tensor's rows (P for prefixes, Pw for the network)
+    """
 
     net: NetworkConfig
     members: list[Member]
-    params: Params  # includes prefix_token (P, L, V) and prefix_soft (P, L, D)
+    shared: Params
+    params: Params
+    own_rows: torch.Tensor
     kind: torch.Tensor  # (P,) prefix kind per member
-    trainable: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (P,) bool
+    trainable: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -97,14 +112,76 @@ class Population:
         return PrefixInput(self.kind, self.params[PREFIX_TOKEN_KEY], self.params[PREFIX_SOFT_KEY])
 
     def network_params(self) -> Params:
+        """The weight members' own network tensors (Pw, ...)."""
         return {k: v for k, v in self.params.items() if k not in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
+
+    def rows(self, name: str) -> torch.Tensor:
+        """Member index of each row of params[name]."""
+        if name in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY):
+            return torch.arange(self.size, device=self.kind.device)
+        return self.own_rows
+
+    def own_index(self, members: torch.Tensor) -> torch.Tensor:
+        """Rows of the network tensors in `params` that hold the given weight members."""
+        where = {int(m): i for i, m in enumerate(self.own_rows.tolist())}
+        missing = [int(m) for m in members.tolist() if int(m) not in where]
+        if missing:
+            raise ValueError(f"members {missing} share the frozen network; they have no weights of their own")
+        return torch.tensor([where[int(m)] for m in members.tolist()], dtype=torch.long, device=self.own_rows.device)
 
     def member_network(self, index: int) -> Params:
         """One member's network weights, without the population axis."""
-        return {k: v[index].detach().clone() for k, v in self.network_params().items()}
+        own = (self.own_rows == index).nonzero().flatten().tolist()
+        if own:
+            return {k: v[own[0]].detach().clone() for k, v in self.network_params().items()}
+        return {k: v.detach().clone() for k, v in self.shared.items()}
+
+    def member_params(self, index: int) -> Params:
+        """Everything member `index` computes with: its network and its prefix tensors."""
+        out = self.member_network(index)
+        for k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY):
+            out[k] = self.params[k][index].detach().clone()
+        return out
+
+    def subset(self, rows: list[int]) -> "Population":
+        """The population of members `rows` (tensors indexed, not shared with this one)."""
+        idx = torch.tensor(rows, dtype=torch.long, device=self.kind.device)
+        own_members = [r for r in rows if r in set(self.own_rows.tolist())]
+        net_rows = self.own_index(torch.tensor(own_members, dtype=torch.long)) if own_members else None
+        params = {k: v[idx] for k, v in self.params.items() if k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
+        if net_rows is not None:
+            params.update({k: v[net_rows] for k, v in self.network_params().items()})
+        own_rows = torch.tensor([rows.index(r) for r in own_members], dtype=torch.long, device=self.kind.device)
+        return Population(self.net, [self.members[r] for r in rows], self.shared, params, own_rows, self.kind[idx])
 
     def forward(self, onehot: torch.Tensor, record: bool = False):
-        return networks.forward(self.net, self.params, onehot, self.prefix, record)
+        """Log-predictions (P, B, N, V) and recorded states, frozen and weight members each
+        as one batched pass (see `networks.forward`)."""
+        P = self.size
+        groups = []
+        own = self.own_rows
+        if len(own) < P:
+            frozen = _complement(own, P)
+            groups.append((frozen, self.shared))
+        if len(own):
+            groups.append((own, self.network_params()))
+        if len(groups) == 1:
+            rows, net = groups[0]
+            return networks.forward(self.net, {**net, **self.params}, onehot, self.prefix, record)
+        outs = []
+        for rows, net in groups:
+            prefix = PrefixInput(self.kind[rows], self.params[PREFIX_TOKEN_KEY][rows], self.params[PREFIX_SOFT_KEY][rows])
+            outs.append(networks.forward(self.net, net, onehot[rows], prefix, record))
+        order = torch.argsort(torch.cat([rows for rows, _ in groups]))
+        logp = torch.cat([o[0] for o in outs])[order]
+        states = {k: torch.cat([o[1][k] for o in outs])[order] for k in outs[0][1]}
+        return logp, states
+
+
+def _complement(rows: torch.Tensor, size: int) -> torch.Tensor:
+    keep = torch.ones(size, dtype=torch.bool, device=rows.device)
+    keep[rows] = False
+    return keep.nonzero().flatten()
 
 
 def build(net: NetworkConfig, base: Params, members: list[Member], prefix_length: int,
@@ -115,7 +192,8 @@ def build(net: NetworkConfig, base: Params, members: list[Member], prefix_length
     token_prefixes: fixed one-hot (L, V) prefixes for given member indices (HardPT).
     """
     P, L = len(members), prefix_length
-    params = networks.stack(base, P)
+    own_rows = [i for i, m in enumerate(members) if m.method in OWN_WEIGHT_METHODS]
+    params = networks.stack(base, len(own_rows)) if own_rows else {}
     tok = torch.zeros(P, L, net.vocab)
     soft = torch.zeros(P, L, net.d)
     kind = torch.zeros(P, dtype=torch.long)
@@ -128,29 +206,33 @@ def build(net: NetworkConfig, base: Params, members: list[Member], prefix_length
         if token_prefixes and i in token_prefixes:
             tok[i] = token_prefixes[i]
         for n in tuned_names(m.method, net, names):
-            trainable.setdefault(n, torch.zeros(P, dtype=torch.bool))[i] = True
+            is_prefix = n in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)
+            rows, row = (P, i) if is_prefix else (len(own_rows), own_rows.index(i))
+            trainable.setdefault(n, torch.zeros(rows, dtype=torch.bool))[row] = True
     params[PREFIX_TOKEN_KEY], params[PREFIX_SOFT_KEY] = tok, soft
-    params = {k: v.to(device) for k, v in params.items()}
-    return Population(net, members, params, kind.to(device), {k: v.to(device) for k, v in trainable.items()})
+    return Population(net, members, {k: v.to(device) for k, v in base.items()}, {k: v.to(device) for k, v in params.items()},
+                      torch.tensor(own_rows, dtype=torch.long, device=device), kind.to(device),
+                      {k: v.to(device) for k, v in trainable.items()})
 
 
 def clip_sets(pop: Population, clip_norm_over: str) -> dict[str, torch.Tensor]:
-    """name -> (P,) bool: which gradients enter each member's clipping norm.
+    """name -> bool mask over that tensor's rows: which gradients enter each member's clipping norm.
 
     Prefix methods clip over their prefix. Weight methods clip over all network
     gradients (the reference's behaviour, LoRA included) or only the tuned ones.
     """
-    P = pop.size
     sets = {}
+    own = pop.own_rows.tolist()
     for i, m in enumerate(pop.members):
         if m.method in PREFIX_METHODS:
-            chosen = tuned_names(m.method, pop.net, pop.params)
-        elif clip_norm_over == "all":
+            chosen = tuned_names(m.method, pop.net, pop.shared)
+        elif clip_norm_over == "all" and i in own:
             chosen = tuple(pop.network_params())
         else:
-            chosen = tuned_names(m.method, pop.net, pop.params)
+            chosen = tuned_names(m.method, pop.net, pop.shared)
         for n in chosen:
-            sets.setdefault(n, torch.zeros(P, dtype=torch.bool, device=pop.kind.device))[i] = True
+            rows = pop.rows(n).tolist()
+            sets.setdefault(n, torch.zeros(len(rows), dtype=torch.bool, device=pop.kind.device))[rows.index(i)] = True
     return sets
 
 
@@ -168,6 +250,7 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     row_of = torch.tensor([reps.index(m.repetition) for m in pop.members], device=device)
     clipset = clip_sets(pop, clip_norm_over)
     grad_names = [n for n in pop.params if n in pop.trainable or n in clipset]
+    rows = {n: pop.rows(n) for n in grad_names}
     for n in grad_names:
         pop.params[n].requires_grad_(True)
     adam = MemberAdam({n: pop.params[n] for n in pop.trainable}, ADAM_BETAS, ADAM_EPS)
@@ -183,12 +266,12 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
         grads = dict(zip(grad_names, grads))
         sq = torch.zeros(pop.size, device=device)
         for n, mask in clipset.items():
-            sq = sq + torch.where(mask, grads[n].pow(2).flatten(1).sum(1), 0.0)
+            sq = sq.index_add(0, rows[n], torch.where(mask, grads[n].pow(2).flatten(1).sum(1), 0.0))
         norm = sq.sqrt()
         scale = clip_factor(norm, clip)
         with torch.no_grad():
             for n, mask in pop.trainable.items():
-                update = adam.update(n, grads[n] * per_member(scale, grads[n]), lr, step + 1)
+                update = adam.update(n, grads[n] * per_member(scale[rows[n]], grads[n]), lr, step + 1)
                 p = pop.params[n]
                 p.copy_(torch.where(per_member(mask, p), p - update, p))
         losses[step] = loss.detach().cpu().numpy()

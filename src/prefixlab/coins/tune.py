@@ -128,7 +128,7 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
         if name in (population.PREFIX_TOKEN_KEY, population.PREFIX_SOFT_KEY):
             continue
         rows = mask.nonzero().flatten()
-        state["weights"][name] = {"rows": rows.cpu(), "values": pop.params[name][rows].detach().cpu().clone()}
+        state["weights"][name] = {"rows": pop.rows(name)[rows].cpu(), "values": pop.params[name][rows].detach().cpu().clone()}
     return ds, hard_ds, state
 
 

@@ -2,7 +2,7 @@
 
 lstm_recurrence(xproj, wh, keep=None, h0=None, c0=None) -> (h, c)
     xproj (P, B, T, 4W)  input projections x W_x + b for every step, gate columns [i | g | f | o]
-    wh    (P, W, 4W)     recurrent weights
+    wh    (P, W, 4W)     recurrent weights, or one (W, 4W) matrix shared by every member
     keep  (P, T) bool    False: the step carries h and c over unchanged (a pad)
     h0,c0 (P, B, W)      initial state, zero when None
     h, c  (P, B, T, W)   every step's hidden and cell state (differentiable)
@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 
 from prefixlab import kernels
+from prefixlab.kernels.lstm.cpu import lstm_recurrence_stepwise
 from prefixlab.kernels.lstm.naive import lstm_recurrence_reference
 
-__all__ = ["lstm_recurrence", "lstm_recurrence_reference"]
+__all__ = ["lstm_recurrence", "lstm_recurrence_reference", "lstm_recurrence_stepwise"]
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -46,8 +47,9 @@ def _check(xproj, wh, keep, h0, c0):
         raise ValueError(f"lstm_recurrence: xproj must be (P, B, T, 4W), got {tuple(xproj.shape)}")
     P, B, T, G = xproj.shape
     W = G // 4
-    if wh.shape != (P, W, G):
-        raise ValueError(f"lstm_recurrence: wh must be (P, W, 4W) = {(P, W, G)}, got {tuple(wh.shape)}")
+    if wh.shape not in ((P, W, G), (W, G)):
+        raise ValueError(f"lstm_recurrence: wh must be (P, W, 4W) = {(P, W, G)} or shared (W, 4W) = {(W, G)}, "
+                         f"got {tuple(wh.shape)}")
     if keep is not None and (keep.shape != (P, T) or keep.dtype != torch.bool):
         raise ValueError(f"lstm_recurrence: keep must be bool (P, T) = {(P, T)}, got {keep.dtype} {tuple(keep.shape)}")
     if (h0 is None) != (c0 is None):
@@ -61,9 +63,15 @@ def _check(xproj, wh, keep, h0, c0):
 
 
 def lstm_recurrence(xproj, wh, keep=None, h0=None, c0=None):
+    """Dispatch: the fused Triton kernel (CUDA, or forced), the autograd reference under
+    kernels mode "reference", else the stepwise path with its hand-written backward."""
     _check(xproj, wh, keep, h0, c0)
     if not kernels.use_triton(xproj):
-        return lstm_recurrence_reference(xproj, wh, keep, h0, c0)
+        if kernels.get_mode() == "reference":
+            return lstm_recurrence_reference(xproj, wh, keep, h0, c0)
+        return lstm_recurrence_stepwise(xproj, wh, keep, h0, c0)
+    if wh.dim() == 2:  # the kernel takes one matrix per member; autograd sums the expanded gradient
+        wh = wh.expand(xproj.shape[0], *wh.shape)
     if xproj.dtype != torch.float32 or wh.dtype != torch.float32:
         raise ValueError(f"lstm_recurrence: the fused kernel takes float32, got {xproj.dtype}/{wh.dtype}")
     as_int = None if keep is None else keep.to(torch.int8).contiguous()

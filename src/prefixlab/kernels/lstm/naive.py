@@ -8,7 +8,8 @@ import torch
 def lstm_recurrence_reference(xproj: torch.Tensor, wh: torch.Tensor, keep: torch.Tensor | None = None,
                               h0: torch.Tensor | None = None, c0: torch.Tensor | None = None):
     """xproj (P, B, T, 4W) input projections plus bias, gate columns [i | g | f | o];
-    wh (P, W, 4W) recurrent weights; keep (P, T) bool, a False step carries h and c
+    wh (P, W, 4W) recurrent weights or
+    one shared (W, 4W); keep (P, T) bool, a False step carries h and c
     over unchanged (pads); h0, c0 (P, B, W), zero when None.
 
     Returns h, c: (P, B, T, W) every step's hidden and cell state.
@@ -20,7 +21,7 @@ def lstm_recurrence_reference(xproj: torch.Tensor, wh: torch.Tensor, keep: torch
     hs, cs = [], []
     # unbind once: indexing xproj[:, :, t] per step makes backward O(T^2) in memory traffic
     for t, x_t in enumerate(xproj.unbind(2)):
-        gates = x_t + torch.bmm(h, wh)
+        gates = x_t + torch.matmul(h, wh)
         i, g, f, o = gates.chunk(4, dim=-1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
