@@ -313,3 +313,24 @@ def test_hard_prefix_search_matches_separate_scoring(arch, vocab, length, monkey
     assert tune.chunk_size(len(cands), 1 + length + 6, job.network) < len(tokens)
     _, chunked = tune.hard_prefix_search(job, base, tokens)
     torch.testing.assert_close(chunked, scores, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_member_chunks_change_nothing(arch, monkeypatch):
+    """Training in chunks of members (a paper-size population) gives what one pass gives."""
+    methods = ["SoftPT", "FullWT", "SimplexPT", "EmbedWT", "RealPT"] + (["LoRAWT"] if arch == "transformer" else [])
+    members = [Member(m, i % 3) for i, m in enumerate(methods)]
+    whole, rw = _train_members(arch, members, steps=3)
+    cfg = tiny_net(arch)
+    per_member = 4 * networks.activation_elements(cfg, 1 + L + 6)
+    monkeypatch.setattr(population, "TRAIN_ACTIVATION_BUDGET", 2 * per_member)
+    probe = population.build(cfg, networks.init_params(cfg), members, L)
+    chunks = population.member_chunks(probe, 4, 1 + L + 6)
+    assert [len(c) for c in chunks] == [2, 2, len(members) - 4]
+    chunked, rc = _train_members(arch, members, steps=3)
+    np.testing.assert_allclose(rc.loss, rw.loss, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rc.grad_norm, rw.grad_norm, rtol=1e-5, atol=1e-6)
+    for i in range(len(members)):
+        a, b = chunked.member_params(i), whole.member_params(i)
+        for n in a:
+            torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-6, msg=f"{members[i].label()} {n}")

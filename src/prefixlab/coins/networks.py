@@ -72,6 +72,13 @@ def init_params(cfg: NetworkConfig) -> Params:
     return p
 
 
+def activation_elements(cfg: NetworkConfig, positions: int) -> int:
+    """Rough fp32 elements one sequence's forward keeps for the backward (the torso's
+    widest activations per layer, and the attention matrix)."""
+    attention = cfg.heads * positions if cfg.arch == "transformer" else 0
+    return positions * (8 * max(cfg.d, 4 * cfg.width) * cfg.layers + attention)
+
+
 def stack(params: Params, members: int) -> Params:
     """Give every tensor a population axis of `members` independent copies."""
     return {k: v.unsqueeze(0).repeat(members, *([1] * v.dim())).contiguous() for k, v in params.items()}

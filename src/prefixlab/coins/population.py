@@ -143,16 +143,24 @@ class Population:
             out[k] = self.params[k][index].detach().clone()
         return out
 
-    def subset(self, rows: list[int]) -> "Population":
-        """The population of members `rows` (tensors indexed, not shared with this one)."""
-        idx = torch.tensor(rows, dtype=torch.long, device=self.kind.device)
-        own_members = [r for r in rows if r in set(self.own_rows.tolist())]
-        net_rows = self.own_index(torch.tensor(own_members, dtype=torch.long)) if own_members else None
-        params = {k: v[idx] for k, v in self.params.items() if k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
-        if net_rows is not None:
-            params.update({k: v[net_rows] for k, v in self.network_params().items()})
-        own_rows = torch.tensor([rows.index(r) for r in own_members], dtype=torch.long, device=self.kind.device)
-        return Population(self.net, [self.members[r] for r in rows], self.shared, params, own_rows, self.kind[idx])
+    def row_index(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        """name -> the rows of params[name] that belong to members `rows` (in that order)."""
+        own = set(self.own_rows.tolist())
+        own_members = torch.tensor([r for r in rows if r in own], dtype=torch.long)
+        members = torch.tensor(rows, dtype=torch.long, device=self.kind.device)
+        net_rows = self.own_index(own_members)
+        return {k: (members if k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY) else net_rows) for k in self.params}
+
+    def subset(self, rows: list[int], params: Params | None = None) -> "Population":
+        """The population of members `rows`; its tensors are `params` (default: indexed copies)."""
+        if params is None:
+            params = {k: self.params[k][idx] for k, idx in self.row_index(rows).items()}
+        own = set(self.own_rows.tolist())
+        own_rows = torch.tensor([i for i, r in enumerate(rows) if r in own], dtype=torch.long, device=self.kind.device)
+        if not len(own_rows):  # every member frozen: the shared network alone
+            params = {k: v for k, v in params.items() if k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
+        return Population(self.net, [self.members[r] for r in rows], self.shared, params, own_rows,
+                          self.kind[torch.tensor(rows, dtype=torch.long, device=self.kind.device)])
 
     def forward(self, onehot: torch.Tensor, record: bool = False):
         """Log-predictions (P, B, N, V) and recorded states, frozen and weight members each
@@ -165,9 +173,10 @@ class Population:
             groups.append((frozen, self.shared))
         if len(own):
             groups.append((own, self.network_params()))
+        prefix_tensors = {k: self.params[k] for k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}
         if len(groups) == 1:
             rows, net = groups[0]
-            return networks.forward(self.net, {**net, **self.params}, onehot, self.prefix, record)
+            return networks.forward(self.net, {**net, **prefix_tensors}, onehot, self.prefix, record)
         outs = []
         for rows, net in groups:
             prefix = PrefixInput(self.kind[rows], self.params[PREFIX_TOKEN_KEY][rows], self.params[PREFIX_SOFT_KEY][rows])
@@ -236,6 +245,46 @@ def clip_sets(pop: Population, clip_norm_over: str) -> dict[str, torch.Tensor]:
     return sets
 
 
+# Activation elements one training chunk of members may hold (about 1.2 GB of fp32): a
+# paper-size population (90 members at batch 256) runs as chunks of a few members, so its
+# per-member cost stays that of a small population.
+TRAIN_ACTIVATION_BUDGET = 3e8
+
+
+def member_chunks(pop: Population, batch: int, positions: int) -> list[list[int]]:
+    """Consecutive member ranges whose forward/backward fit TRAIN_ACTIVATION_BUDGET."""
+    per_member = batch * networks.activation_elements(pop.net, positions)
+    size = max(1, int(TRAIN_ACTIVATION_BUDGET // per_member))
+    return [list(range(s, min(s + size, pop.size))) for s in range(0, pop.size, size)]
+
+
+def _member_loss(pop: Population, onehot: torch.Tensor) -> torch.Tensor:
+    """(P,) per-sequence summed log loss, averaged over the batch."""
+    logp, _ = pop.forward(onehot)
+    return networks.sequence_log_loss(logp, onehot).sum(-1).mean(-1)
+
+
+def _loss_and_gradients(pop: Population, onehot: torch.Tensor, names: list[str], chunks: list[list[int]]):
+    """Loss (P,) and the gradient of each named tensor, one chunk of members at a time.
+
+    Members are independent, so a chunk's backward gives exactly its members' rows."""
+    if len(chunks) == 1:
+        loss = _member_loss(pop, onehot)
+        return loss, dict(zip(names, torch.autograd.grad(loss.sum(), [pop.params[n] for n in names])))
+    loss = torch.empty(pop.size, device=onehot.device)
+    grads = {n: torch.zeros_like(pop.params[n]) for n in names}
+    for rows in chunks:
+        index = pop.row_index(rows)
+        params = {k: pop.params[k][idx].detach().requires_grad_(k in names) for k, idx in index.items()}
+        sub = pop.subset(rows, params)
+        part = _member_loss(sub, onehot[rows[0]:rows[-1] + 1])
+        live = [n for n in names if len(index[n])]
+        for n, g in zip(live, torch.autograd.grad(part.sum(), [params[n] for n in live])):
+            grads[n].index_copy_(0, index[n], g)
+        loss[rows[0]:rows[-1] + 1] = part.detach()
+    return loss, grads
+
+
 def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, length: int, lr: float,
           clip: float, data_seeds: list[int], clip_norm_over: str = "all", log_every: int = 50,
           label: str = "train") -> TrainResult:
@@ -257,13 +306,11 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     losses = np.zeros((steps, pop.size), dtype=np.float32)
     norms = np.zeros((steps, pop.size), dtype=np.float32)
     start = time.perf_counter()
+    chunks = member_chunks(pop, batch, 1 + pop.prefix.length + length)
     for step in range(steps):
         onehot = torch.stack([streams[r].next().onehot() for r in reps]).to(device)[row_of]  # (P, B, N, V)
-        logp, _ = pop.forward(onehot)
-        loss = networks.sequence_log_loss(logp, onehot).sum(-1).mean(-1)  # (P,)
+        loss, grads = _loss_and_gradients(pop, onehot, grad_names, chunks)
         check_finite(loss, step, label, lambda i: f"member {i} ({pop.members[i].label()})")
-        grads = torch.autograd.grad(loss.sum(), [pop.params[n] for n in grad_names])
-        grads = dict(zip(grad_names, grads))
         sq = torch.zeros(pop.size, device=device)
         for n, mask in clipset.items():
             sq = sq.index_add(0, rows[n], torch.where(mask, grads[n].pow(2).flatten(1).sum(1), 0.0))

@@ -26,8 +26,7 @@ ACTIVATION_BUDGET = 3e8
 
 def chunk_size(members: int, positions: int, net) -> int:
     """Sequences per forward pass so that activations stay within ACTIVATION_BUDGET."""
-    per_seq = positions * (8 * max(net.d, 4 * net.width) * net.layers + (net.heads * positions if net.arch == "transformer" else 0))
-    return max(1, int(ACTIVATION_BUDGET // (members * per_seq)))
+    return max(1, int(ACTIVATION_BUDGET // (members * networks.activation_elements(net, positions))))
 
 
 def base_network(job: TuneJob, weights: Params | None) -> Params:
