@@ -1,50 +1,54 @@
-"""Population vs one-after-another tuning throughput, and matmul efficiency.
+"""Paper A's tuning population on this machine: per-member cost, useful FLOP rate, LSTM
+recurrence against torch.nn.LSTM, evaluation and the HardPT search.
 
-python benchmarks/population.py [--steps 5] [--threads 0]
+python benchmarks/population.py [--steps 2] [--repetitions 10] [--threads 0] [--profile]
 
-Part 1: tuning steps per second of one population of all gradient methods x 3
-repetitions (batch 32, length 50, prefix 6, paper-sized networks) against the same
-members trained one after another in this process.
-Part 2: per-member time of one tuning step at batch 256 for SoftPT and FullWT, and
-the fraction of this CPU's fp32 matmul peak it reaches. FLOPs counted: 3 x the
-forward matmul FLOPs (backward = 2 x forward), forward = 2 x multiply-accumulates
-of every matmul (projections, attention QK^T and AV over all T keys, MLP, LSTM
-input and recurrent products, embedding, unembedding); elementwise work not counted.
-The last two lines read `population_speedup <arch>=<ratio>`.
+Paper shapes throughout: d 128, width 128, batch 256, length 50 + prefix 6 (57 positions).
+Useful FLOPs count only what a member needs: 2 x forward for a prefix member (forward and
+input gradients; its weights are frozen and shared), 3 x forward for a weight member (+
+weight gradients); forward = 2 x multiply-accumulates of every matmul (embedding,
+projections, attention QK^T and AV over all keys, MLP, LSTM products, unembedding).
+Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul peak
+(2048^3 torch.matmul), so they compare across machines.
+
+1. per-member step: 3 SoftPT members vs 3 FullWT members (ms per member-step, ratio)
+2. the paper population (every gradient method x repetitions) for one step: GFLOP/s,
+   % of peak, and its per-member cost against the 3-member populations above
+3. the LSTM recurrence (input projection + recurrence, forward + backward, one member)
+   against torch.nn.LSTM at the same shapes, frozen weights (SoftPT) and trained (FullWT)
+4. forward-only: evaluation (a 512-sequence chunk of 200 steps, every evaluation member)
+   and the HardPT search (all V^L prefixes on a 512-sequence chunk of the search set)
+--profile: torch profiler table (top ops by self time) of one population step per torso.
+
+Machine-readable last lines: prefix_member_cost <arch>=<ratio>, population_peak
+<arch>=<percent>, lstm_vs_torch <method>=<ratio>, forward_peak <job>=<percent>.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
 
-from prefixlab.coins import networks, population
+from prefixlab.coins import networks, population, tune
 from prefixlab.coins.configs import NetworkConfig, SourceConfig
+from prefixlab.coins.methods import GRADIENT_METHODS, WEIGHT_METHODS
 from prefixlab.coins.population import Member
-from prefixlab.coins.methods import GRADIENT_METHODS
+from prefixlab.kernels.lstm import lstm_recurrence
 
 SINGLE = SourceConfig(kind="single", biases=((0.2, 0.8),))
-L, N = 6, 50
+L, N, BATCH = 6, 50, 256
+EVAL_N, EVAL_CHUNK = 200, 512
 
 
 def methods_for(arch):
     return [m for m in GRADIENT_METHODS if not (m == "LoRAWT" and arch != "transformer")]
 
 
-def time_training(net, base, members, steps, batch, reps):
-    pop = population.build(net, base, members, L, prefix_seed=100)
-    kw = dict(steps=1, batch=batch, length=N, lr=5e-3, clip=1.0, data_seeds=list(range(11, 11 + reps)), log_every=10**9)
-    population.train(pop, SINGLE, **kw)  # warm-up
-    kw["steps"] = steps
-    start = time.perf_counter()
-    population.train(pop, SINGLE, **kw)
-    return (time.perf_counter() - start) / steps
-
-
-def forward_flops_per_sequence(net: NetworkConfig) -> float:
-    T, V, D, W = 1 + L + N, net.vocab, net.d, net.width
+def forward_flops_per_sequence(net: NetworkConfig, positions: int) -> float:
+    T, V, D, W = positions, net.vocab, net.d, net.width
     macs = T * (V * D + networks.torso_out_dim(net) * V)
     if net.arch == "lstm":
         fan = D
@@ -54,6 +58,12 @@ def forward_flops_per_sequence(net: NetworkConfig) -> float:
     else:
         macs += net.layers * T * (4 * D * D + 2 * T * D + 2 * D * 4 * W)
     return 2.0 * macs
+
+
+def useful_step_flops(net, members, batch) -> float:
+    """FLOPs a step needs: 3 x forward for weight members, 2 x for frozen ones."""
+    fwd = forward_flops_per_sequence(net, 1 + L + N) * batch
+    return sum((3 if m.method in WEIGHT_METHODS else 2) * fwd for m in members)
 
 
 def matmul_peak() -> float:
@@ -67,34 +77,142 @@ def matmul_peak() -> float:
     return 2 * 2048**3 * n / (time.perf_counter() - start)
 
 
+def seconds_per_step(net, base, members, steps, batch=BATCH):
+    pop = population.build(net, base, members, L, prefix_seed=100)
+    reps = max(m.repetition for m in members) + 1
+    kw = dict(batch=batch, length=N, lr=5e-3, clip=1.0, data_seeds=list(range(11, 11 + reps)), log_every=10**9)
+    population.train(pop, SINGLE, steps=1, **kw)  # warm-up
+    start = time.perf_counter()
+    population.train(pop, SINGLE, steps=steps, **kw)
+    return (time.perf_counter() - start) / steps
+
+
+def best_of(fn, runs=3):
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def lstm_vs_torch(net: NetworkConfig, train_weights: bool) -> tuple[float, float]:
+    """(ours, torch.nn.LSTM) seconds: input projection + recurrence, forward + backward, one member."""
+    T, D, W = 1 + L + N, net.d, net.width
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH, T, D, generator=gen, requires_grad=True)
+    p = networks.init_params(net)
+    wx, wh, b = (p[k].clone().requires_grad_(train_weights) for k in ("lstm0_wx", "lstm0_wh", "lstm0_b"))
+    up = torch.randn(BATCH, T, W, generator=gen)
+
+    def ours():
+        xproj = (x @ wx + b)[None]
+        h, _ = lstm_recurrence(xproj, wh)
+        torch.autograd.grad(h, [x] + ([wx, wh, b] if train_weights else []), up[None])
+
+    ref = torch.nn.LSTM(D, W, batch_first=True)
+    for q in ref.parameters():
+        q.requires_grad_(train_weights)
+
+    def theirs():
+        h, _ = ref(x)
+        torch.autograd.grad(h, [x] + (list(ref.parameters()) if train_weights else []), up)
+
+    return best_of(ours), best_of(theirs)
+
+
+def eval_members(arch):
+    methods = [m for m in methods_for(arch)]
+    return [Member(m, r) for m in methods for r in range(10)] + [Member("NoTuning", 0), Member("HardPT", 0)] + \
+        [Member("RandomPF", r) for r in range(10)]
+
+
+@torch.no_grad()
+def forward_rate(net, base, members, sequences, length, token_prefixes=None):
+    """Seconds and FLOPs of one forward of `members` on `sequences` x `length` tokens."""
+    pop = population.build(net, base, members, L, prefix_seed=100, token_prefixes=token_prefixes)
+    tokens = torch.randint(net.vocab, (sequences, length), generator=torch.Generator().manual_seed(1))
+    onehot = torch.nn.functional.one_hot(tokens, net.vocab).float()
+
+    def run():
+        step = tune.chunk_size(pop.size, 1 + L + length, net)
+        for s in range(0, sequences, step):
+            pop.forward(onehot[s:s + step].expand(pop.size, -1, -1, -1))
+
+    t = best_of(run, runs=1)
+    return t, forward_flops_per_sequence(net, 1 + L + length) * sequences * len(members)
+
+
+def profile_step(net, base, members):
+    from torch.profiler import profile
+
+    pop = population.build(net, base, members, L, prefix_seed=100)
+    kw = dict(batch=BATCH, length=N, lr=5e-3, clip=1.0, data_seeds=list(range(11, 21)), log_every=10**9)
+    population.train(pop, SINGLE, steps=1, **kw)
+    with profile() as prof:
+        population.train(pop, SINGLE, steps=1, **kw)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--repetitions", type=int, default=10, help="repetitions of the paper population (published: 10)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peak = matmul_peak()
     print(f"threads={torch.get_num_threads()} fp32 matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3 torch.matmul)")
-    speedups = {}
+    lines = []
     for arch in ("lstm", "transformer"):
         net = NetworkConfig(arch=arch)
         base = networks.init_params(net)
-        members = [Member(m, r) for m in methods_for(arch) for r in range(3)]
-        t_pop = time_training(net, base, members, args.steps, 32, 3)
-        t_seq = sum(time_training(net, base, [m], args.steps, 32, 3) for m in members)
-        speedups[arch] = t_seq / t_pop
-        print(f"{arch}: {len(members)} members ({len(methods_for(arch))} methods x 3), batch 32: "
-              f"population {1 / t_pop:.2f} steps/s, one after another {1 / t_seq:.2f} steps/s, speedup {speedups[arch]:.2f}x")
+        cost = {}
         for method in ("SoftPT", "FullWT"):
-            reps = 3
-            t = time_training(net, base, [Member(method, r) for r in range(reps)], max(2, args.steps // 2), 256, reps)
-            flops = 3 * forward_flops_per_sequence(net) * 256 * reps
-            print(f"{arch} {method}: batch 256, {reps} members: {t / reps * 1e3:.0f} ms per member-step, "
-                  f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of matmul peak")
-    for arch, s in speedups.items():
-        print(f"population_speedup {arch}={s:.2f}")
+            members = [Member(method, r) for r in range(3)]
+            t = seconds_per_step(net, base, members, args.steps)
+            cost[method] = t / 3
+            flops = useful_step_flops(net, members, BATCH)
+            print(f"{arch} {method}: 3 members, batch {BATCH}: {cost[method] * 1e3:.0f} ms per member-step, "
+                  f"{flops / t / 1e9:.1f} useful GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
+        ratio = cost["SoftPT"] / cost["FullWT"]
+        print(f"{arch}: a prefix member costs {ratio:.2f}x a FullWT member (useful FLOPs: 0.67x; goal <= 0.6)")
+        lines.append(f"prefix_member_cost {arch}={ratio:.2f}")
+
+        members = [Member(m, r) for m in methods_for(arch) for r in range(args.repetitions)]
+        t = seconds_per_step(net, base, members, max(1, args.steps // 2))
+        flops = useful_step_flops(net, members, BATCH)
+        small = sum(cost["FullWT" if m.method in WEIGHT_METHODS else "SoftPT"] for m in members)
+        chunks = population.member_chunks(population.build(net, base, members, L), BATCH, 1 + L + N)
+        print(f"{arch} paper population: {len(members)} members ({len(methods_for(arch))} methods x {args.repetitions}), "
+              f"{len(chunks)} chunks, {t:.1f} s per step, {flops / t / 1e9:.1f} useful GFLOP/s = "
+              f"{100 * flops / t / peak:.0f}% of peak; per member {t / small:.2f}x the 3-member cost")
+        lines.append(f"population_peak {arch}={100 * flops / t / peak:.0f}")
+        if args.profile:
+            profile_step(net, base, [Member(m, r) for m in methods_for(arch) for r in range(2)])
+
+        if arch == "lstm":
+            for method, train_weights in (("SoftPT", False), ("FullWT", True)):
+                ours, theirs = lstm_vs_torch(net, train_weights)
+                print(f"lstm recurrence, one member, {method} (weights {'trained' if train_weights else 'frozen'}): "
+                      f"ours {ours * 1e3:.0f} ms, torch.nn.LSTM {theirs * 1e3:.0f} ms")
+                lines.append(f"lstm_vs_torch {method}={ours / theirs:.2f}")
+
+        t, flops = forward_rate(net, base, eval_members(arch), EVAL_CHUNK, EVAL_N)
+        print(f"{arch} evaluation: {len(eval_members(arch))} members x {EVAL_CHUNK} sequences x {EVAL_N} steps: {t:.1f} s, "
+              f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
+        lines.append(f"forward_peak evaluate_{arch}={100 * flops / t / peak:.0f}")
+        cands = list(itertools.product(range(net.vocab), repeat=L))
+        onehots = torch.nn.functional.one_hot(torch.tensor(cands), net.vocab).float()
+        t, flops = forward_rate(net, base, [Member("HardPT", 0)] * len(cands), EVAL_CHUNK, N, dict(enumerate(onehots)))
+        print(f"{arch} HardPT search: {len(cands)} prefixes x {EVAL_CHUNK} sequences x {N} steps: {t:.1f} s, "
+              f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
+        lines.append(f"forward_peak search_{arch}={100 * flops / t / peak:.0f}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
