@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
 
 # kind -> {variable: dims}; every listed variable is required.
@@ -186,12 +185,14 @@ def read(path: str | os.PathLike, kind: str) -> xr.Dataset:
 
 def var(data, dims, units: str, long_name: str, **attrs) -> xr.Variable:
     """A data variable with the attributes every variable must carry."""
-    if isinstance(data, torch.Tensor):
+    if hasattr(data, "detach"):  # a torch tensor (duck-typed: figure jobs never import torch)
         data = data.detach().cpu().numpy()
     return xr.Variable(dims, np.asarray(data), {"units": units, "long_name": long_name, **attrs})
 
 
 def save_torch(obj, path: str | os.PathLike, publish: bool = True) -> Path:
+    import torch  # here, not at the top: figure and claims jobs read NetCDF only, and torch costs 1.6 s to import
+
     return _write_atomically(path, lambda tmp: torch.save(obj, tmp), publish)
 
 
@@ -211,6 +212,8 @@ def check_weights(weights, expected: dict, path) -> None:
 
 
 def load_torch(path: str | os.PathLike):
+    import torch
+
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

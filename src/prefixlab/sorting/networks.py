@@ -99,11 +99,15 @@ class Model:
 
     def linear(self, x, layer_kind: str):
         w, b = self.weight(f"{layer_kind}.w"), self.weight(f"{layer_kind}.b")
-        y = _matmul(x, w)
+        if w.dim() == 2:  # shared: one product over every member's rows, the bias added inside it
+            y = F.linear(x, w.t(), b)
+        else:  # per member: one batched product, the bias added inside it
+            P = x.shape[0]
+            y = torch.baddbmm(b[:, None], x.reshape(P, -1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
         a = self.own.get(f"{layer_kind}.lora_a")
         if a is not None:  # LoRA, scale alpha / r = 1
             y = y + _matmul(_matmul(x, a), self.own[f"{layer_kind}.lora_b"])
-        return y + (b if b.dim() == 1 else b[:, None, None])
+        return y
 
     def layer_norm(self, x, name):
         w, b = self.weight(f"{name}.w"), self.weight(f"{name}.b")
