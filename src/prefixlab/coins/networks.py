@@ -227,6 +227,9 @@ def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixI
 
     Recorded states cover all T positions in the member's own layout (see module doc).
     """
+    if not record and prefix.length and not bool((prefix.kind != PREFIX_NONE).any()):
+        # no member fills the slots: skip the pads (invisible keys, carried LSTM state) altogether
+        prefix = PrefixInput(prefix.kind, prefix.token[:, :0], prefix.soft[:, :0])
     x, valid, positions = embed_inputs(p, onehot, prefix)
     torso = lstm_torso if cfg.arch == "lstm" else transformer_torso
     h, states = torso(cfg, p, x, valid, positions, record)
