@@ -3,7 +3,7 @@
 python benchmarks/kernels.py [--members 80] [--batch 256] [--repeats 10]
 python benchmarks/kernels.py --aot     # resources of every launch, compiled for sm_80 / sm_90 on any machine
 
-LSTM (population of P members, batch B, T = 57 = 1 + 6 + 50 positions, width 128, input 128):
+LSTM (population of P members, batch B, T = 57 = 1 + 6 + 50 positions, widths 128 and 256, input = width):
   fused        kernels.lstm (Triton)                       CUDA only
   batched      the PyTorch reference recurrence (one bmm per step for the whole population)
   cudnn-loop   torch.nn.LSTM (cuDNN) called once per member  CUDA only
@@ -106,6 +106,8 @@ def main():
     ap.add_argument("--members", type=int, default=80)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--widths", type=int, nargs="+", default=[128, 256],
+                    help="LSTM widths (input width = width): the paper's 128 and the Maxi networks' 256")
     ap.add_argument("--aot", action="store_true",
                     help="instead: compile every kernel the paper and quick scales launch for sm_80 and sm_90 "
                          "(no GPU needed) and print shared memory, registers and spills")
@@ -122,8 +124,13 @@ def main():
         print(f"CPU: no Triton path; reference paths at P={P}, B={B}")
     else:
         print(f"{torch.cuda.get_device_name()}: P={P}, B={B}")
-    s_lstm = report(f"LSTM recurrence, P={P} B={B} T=57 W=128 D=128", lstm_cases(P, B, 57, 128, 128, device),
-                    args.repeats, device)
+    s_lstm = None
+    for W in args.widths:
+        s = report(f"LSTM recurrence, P={P} B={B} T=57 W={W} D={W}", lstm_cases(P, B, 57, W, W, device),
+                   args.repeats, device)
+        if s is not None:
+            print(f"speedup lstm_w{W}={s:.2f}")
+        s_lstm = s if s_lstm is None else s_lstm  # the paper's width 128 is the headline
     s_att = report(f"prefix attention, P={P} B={B} H=4 T=57 E=32 Lp=6", attention_cases(P, B, 4, 57, 32, 6, device),
                    args.repeats, device)
     if s_lstm is not None:

@@ -236,6 +236,8 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--steps", type=int, default=0, help="steps of the shorter timed run (0: 20 on CUDA, 1 on CPU)")
     ap.add_argument("--budget-s", type=float, default=0, help="stop measuring after this many seconds (0: no limit)")
     ap.add_argument("--papers", nargs="+", default=["a", "b"], choices=("a", "b"))
+    ap.add_argument("--archs", nargs="+", default=None, choices=("lstm", "transformer"),
+                    help="Paper A torsos to measure (default: those the config runs)")
     ap.add_argument("--scale", default="paper")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--max-mem-gb", type=float, default=0,
@@ -251,6 +253,8 @@ def main(argv=None) -> list[str]:
         torch.set_num_threads(args.threads)
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg = settings.resolve({**raw, "scale": args.scale}, ROOT / "workflow/schemas/config.schema.yaml")
+    if args.archs:
+        cfg = {**cfg, "archs": [a for a in cfg["archs"] if a in args.archs]}
     s = args.steps or (20 if device == "cuda" else 1)
     clock = Clock(device, args.budget_s)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"

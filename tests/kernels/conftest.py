@@ -7,6 +7,10 @@ import torch
 
 from prefixlab import kernels
 
+# On a GPU machine the same tests run the compiled kernels on CUDA tensors; elsewhere the
+# tensors stay on the CPU and the kernels run in Triton's interpreter (tests/conftest.py).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
 
 @pytest.fixture(autouse=True)
 def triton_mode():

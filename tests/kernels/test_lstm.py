@@ -8,21 +8,22 @@ import torch
 from prefixlab import kernels
 from prefixlab.kernels.lstm import lstm_recurrence, lstm_recurrence_reference
 
-from .conftest import assert_close, grads
+from .conftest import DEVICE, assert_close, grads
 
 
 def make(P, B, T, W, pads, init, seed=0):
     g = torch.Generator().manual_seed(seed)
-    xproj = torch.randn(P, B, T, 4 * W, generator=g).requires_grad_()
-    wh = (0.3 * torch.randn(P, W, 4 * W, generator=g)).requires_grad_()
+    xproj = torch.randn(P, B, T, 4 * W, generator=g).to(DEVICE).requires_grad_()
+    wh = (0.3 * torch.randn(P, W, 4 * W, generator=g)).to(DEVICE).requires_grad_()
     keep = None
     if pads:
         keep = torch.ones(P, T, dtype=torch.bool)
         keep[::2, : min(3, T - 1)] = False  # left pads on every other member
+        keep = keep.to(DEVICE)
     h0 = c0 = None
     if init:
-        h0 = torch.randn(P, B, W, generator=g).requires_grad_()
-        c0 = torch.randn(P, B, W, generator=g).requires_grad_()
+        h0 = torch.randn(P, B, W, generator=g).to(DEVICE).requires_grad_()
+        c0 = torch.randn(P, B, W, generator=g).to(DEVICE).requires_grad_()
     return xproj, wh, keep, h0, c0
 
 
@@ -38,7 +39,7 @@ def test_forward_states_and_gradients_match_reference(P, B, T, W, pads, init):
     xproj, wh, keep, h0, c0 = make(P, B, T, W, pads, init)
     inputs = [xproj, wh, h0, c0]
     g = torch.Generator().manual_seed(1)
-    dh, dc = torch.randn(P, B, T, W, generator=g), torch.randn(P, B, T, W, generator=g)
+    dh, dc = (torch.randn(P, B, T, W, generator=g).to(DEVICE) for _ in range(2))
     h, c = lstm_recurrence(xproj, wh, keep, h0, c0)
     with kernels.mode("reference"):
         h_ref, c_ref = lstm_recurrence(xproj, wh, keep, h0, c0)
@@ -72,6 +73,6 @@ def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="wh must be"):
         lstm_recurrence(xproj, wh[:, :4])
     with pytest.raises(ValueError, match="keep must be bool"):
-        lstm_recurrence(xproj, wh, torch.ones(2, 4))
+        lstm_recurrence(xproj, wh, torch.ones(2, 4, device=DEVICE))
     with pytest.raises(ValueError, match="both h0 and c0"):
-        lstm_recurrence(xproj, wh, None, torch.zeros(2, 3, 5))
+        lstm_recurrence(xproj, wh, None, torch.zeros(2, 3, 5, device=DEVICE))

@@ -11,20 +11,20 @@ from prefixlab.coins import networks, population
 from prefixlab.coins.population import Member
 
 from conftest import perturbed, tiny_net
-from .conftest import assert_close
+from .conftest import DEVICE, assert_close
 
 
 @pytest.mark.parametrize("arch,layers", [("lstm", 1), ("lstm", 2), ("transformer", 1), ("transformer", 2)])
 def test_population_forward_and_gradients_match_reference(arch, layers):
     net = tiny_net(arch, layers=layers)
-    base = perturbed(networks.init_params(net), seed=3)
+    base = {k: v.to(DEVICE) for k, v in perturbed(networks.init_params(net), seed=3).items()}
     methods = ["SoftPT", "RealPT", "FullWT", "EmbedWT"] + (["LoRAWT"] if arch == "transformer" else [])
     members = [Member(m, 0) for m in methods]
     onehot = torch.nn.functional.one_hot(torch.randint(0, 2, (3, 9), generator=torch.Generator().manual_seed(0)), 2)
-    onehot = onehot.float().expand(len(members), -1, -1, -1)
+    onehot = onehot.float().expand(len(members), -1, -1, -1).to(DEVICE)
     results = {}
     for mode in ("triton", "reference"):
-        pop = population.build(net, base, members, 3, prefix_seed=100)
+        pop = population.build(net, base, members, 3, prefix_seed=100, device=DEVICE)
         params = [v for v in pop.params.values() if v.is_floating_point()]
         for v in params:
             v.requires_grad_(True)

@@ -8,19 +8,20 @@ import torch
 from prefixlab import kernels
 from prefixlab.kernels.prefix_attention import prefix_attention
 
-from .conftest import assert_close, grads
+from .conftest import DEVICE, assert_close, grads
 
 
 def make(P, B, H, T, E, Lp, pads, seed=0):
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(P, B, H, T, E, generator=g).requires_grad_() for _ in range(3))
+    q, k, v = (torch.randn(P, B, H, T, E, generator=g).to(DEVICE).requires_grad_() for _ in range(3))
     pk = pv = None
     if Lp:
-        pk, pv = (torch.randn(P, H, Lp, E, generator=g).requires_grad_() for _ in range(2))
+        pk, pv = (torch.randn(P, H, Lp, E, generator=g).to(DEVICE).requires_grad_() for _ in range(2))
     valid = None
     if pads:
         valid = torch.ones(P, T, dtype=torch.bool)
         valid[::2, : min(4, T - 1)] = False
+        valid = valid.to(DEVICE)
     return q, k, v, pk, pv, valid
 
 
@@ -37,7 +38,7 @@ def make(P, B, H, T, E, Lp, pads, seed=0):
 def test_forward_and_gradients_match_reference(P, B, H, T, E, Lp, pads):
     q, k, v, pk, pv, valid = make(P, B, H, T, E, Lp, pads)
     inputs = [q, k, v, pk, pv]
-    up = torch.randn(P, B, H, T, E, generator=torch.Generator().manual_seed(1))
+    up = torch.randn(P, B, H, T, E, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     out = prefix_attention(q, k, v, pk, pv, valid)
     with kernels.mode("reference"):
         ref = prefix_attention(q, k, v, pk, pv, valid)
@@ -49,7 +50,7 @@ def test_forward_and_gradients_match_reference(P, B, H, T, E, Lp, pads):
 
 def test_prefix_of_length_zero_equals_no_prefix():
     q, k, v, _, _, valid = make(2, 2, 1, 7, 4, 0, True)
-    empty = torch.zeros(2, 1, 0, 4)
+    empty = torch.zeros(2, 1, 0, 4, device=DEVICE)
     assert torch.equal(prefix_attention(q, k, v, empty, empty, valid), prefix_attention(q, k, v, None, None, valid))
 
 
@@ -69,4 +70,4 @@ def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="prefix_v must be"):
         prefix_attention(q, k, v, pk, pv[:1])
     with pytest.raises(ValueError, match="key_valid must be bool"):
-        prefix_attention(q, k, v, key_valid=torch.ones(2, 5))
+        prefix_attention(q, k, v, key_valid=torch.ones(2, 5, device=DEVICE))

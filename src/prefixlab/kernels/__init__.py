@@ -66,3 +66,15 @@ def block(n: int, floor: int = 16) -> int:
     while b < n:
         b *= 2
     return b
+
+
+# The kernels index with 32-bit offsets (Triton's default for program ids and aranges).
+INDEX_LIMIT = 2**31
+
+
+def check_indexable(kernel: str, **tensors) -> None:
+    """A clear error instead of silent wrap-around when a tensor outgrows 32-bit offsets."""
+    for name, t in tensors.items():
+        if t is not None and t.numel() >= INDEX_LIMIT:
+            raise ValueError(f"kernels.{kernel}: {name} has {t.numel()} elements, over the kernels' 32-bit "
+                             f"index range ({INDEX_LIMIT}); train fewer members or a smaller batch at once")

@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from prefixlab import kernels
+
 BLOCK = 512  # elements of (N, W) per program: 8 per thread keeps the backward free of spills
 NUM_WARPS = 4
 
@@ -142,6 +144,7 @@ def lstm_fwd(xproj, wh, keep, h0, c0):
     H = torch.empty(P, B, T, W, device=xproj.device, dtype=torch.float32)
     C = torch.empty_like(H)
     gates = torch.empty(P, B, T, G, device=xproj.device, dtype=torch.float32)
+    kernels.check_indexable("lstm", gates=gates)
     hs = h0.clone() if h0 is not None else xproj.new_zeros(P, B, W)
     cs = c0.clone() if c0 is not None else xproj.new_zeros(P, B, W)
     keep_arg = keep if keep is not None else hs  # never read without HAS_KEEP

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from prefixlab import kernels
 from prefixlab.kernels import block
 
 # finite "minus infinity": a fully masked block leaves the running max unchanged
@@ -55,10 +56,11 @@ def _online_softmax_step(q, k, v, visible, m_i, l_i, acc, scale):
 @triton.jit(do_not_specialize=["T", "Lp"])
 def _fwd_kernel(Q, K, V, PK, PV, VALID, OUT, LSE, B, H, T, Lp, E, scale,
                 HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
-    zh = tl.program_id(1)  # ((p * B) + b) * H + h
+    # (batch x head) on grid axis 0: axis 1 allows only 65535 programs and P*B*H reaches 81920 at paper size
+    zh = tl.program_id(0)  # ((p * B) + b) * H + h
     p = zh // (B * H)
     h = zh % H
-    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    rm = tl.program_id(1) * BM + tl.arange(0, BM)
     re = tl.arange(0, BE)
     base = zh * T * E
     pbase = (p * H + h) * Lp * E
@@ -71,7 +73,7 @@ def _fwd_kernel(Q, K, V, PK, PV, VALID, OUT, LSE, B, H, T, Lp, E, scale,
         visible = (rn[None, :] < Lp) & (rm[:, None] >= 0)
         m_i, l_i, acc = _online_softmax_step(q, _rows(PK, pbase, rn, Lp, E, BE), _rows(PV, pbase, rn, Lp, E, BE),
                                              visible, m_i, l_i, acc, scale)
-    hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
+    hi = tl.minimum((tl.program_id(1) + 1) * BM, T)
     for start in range(0, hi, BN):
         rn = start + tl.arange(0, BN)
         visible = _content_visible(rm, rn, T, VALID, p, HAS_VALID)
@@ -121,10 +123,10 @@ def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B
     or a content block. Two compiled variants instead of a run-time branch keep only one
     path's tiles live; the score products read keys and values EC columns at a time (from
     cache) instead of holding them. Both keep this kernel free of register spills."""
-    zh = tl.program_id(1)
+    zh = tl.program_id(0)
     p = zh // (B * H)
     h = zh % H
-    blk = tl.program_id(0)
+    blk = tl.program_id(1)
     rn = blk * BN + tl.arange(0, BN)
     re = tl.arange(0, BE)
     base = zh * T * E
@@ -162,10 +164,10 @@ def _bwd_dkdv_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DK, DV, DPK, DPV, B
 @triton.jit(do_not_specialize=["T", "Lp"])
 def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, scale,
                    HAS_VALID: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BE: tl.constexpr):
-    zh = tl.program_id(1)
+    zh = tl.program_id(0)
     p = zh // (B * H)
     h = zh % H
-    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    rm = tl.program_id(1) * BM + tl.arange(0, BM)
     re = tl.arange(0, BE)
     base = zh * T * E
     q = _rows(Q, base, rm, T, E, BE)
@@ -180,7 +182,7 @@ def _bwd_dq_kernel(Q, K, V, PK, PV, VALID, DO, LSE, DELTA, DQ, B, H, T, Lp, E, s
         visible = (rm[:, None] < T) & (rn[None, :] < Lp)
         pr, ds = _probs_and_ds(q, do, lse, delta, k, _rows(PV, pbase, rn, Lp, E, BE), visible, scale)
         dq += tl.dot(ds, k, input_precision="ieee") * scale
-    hi = tl.minimum((tl.program_id(0) + 1) * BM, T)
+    hi = tl.minimum((tl.program_id(1) + 1) * BM, T)
     for start in range(0, hi, BN):
         rn = start + tl.arange(0, BN)
         k = _rows(K, base, rn, T, E, BE)
@@ -218,11 +220,12 @@ AOT_SIGNATURES = {
 def attention_fwd(q, k, v, prefix_k, prefix_v, key_valid, scale):
     P, B, H, T, E = q.shape
     Lp = 0 if prefix_k is None else prefix_k.shape[2]
+    kernels.check_indexable("prefix_attention", q=q, k=k, prefix_k=prefix_k)
     out = torch.empty_like(q)
     lse = torch.empty(P, B, H, T, device=q.device, dtype=torch.float32)
     BM, BN, BE, num_warps = block_settings(T, E)
     pk, pv = (q, q) if prefix_k is None else (prefix_k, prefix_v)  # never read when Lp = 0
-    _fwd_kernel[(triton.cdiv(T, BM), P * B * H)](
+    _fwd_kernel[(P * B * H, triton.cdiv(T, BM))](
         q, k, v, pk, pv, key_valid if key_valid is not None else q, out, lse, B, H, T, Lp, E, scale,
         HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
     return out, lse
@@ -241,10 +244,10 @@ def attention_bwd(dout, q, k, v, prefix_k, prefix_v, key_valid, out, lse, scale)
     common = dict(HAS_VALID=key_valid is not None, BM=BM, BN=BN, BE=BE, num_warps=num_warps)
     dkdv_args = (q, k, v, pk, pv, valid, dout, lse, delta, dk, dv, dpk_parts, dpv_parts, B, H, T, Lp, E, scale)
     ec = min(BE, SCORE_COLUMNS)
-    _bwd_dkdv_kernel[(triton.cdiv(T, BN), P * B * H)](*dkdv_args, IS_PREFIX=False, EC=ec, **common)
+    _bwd_dkdv_kernel[(P * B * H, triton.cdiv(T, BN))](*dkdv_args, IS_PREFIX=False, EC=ec, **common)
     if Lp:
-        _bwd_dkdv_kernel[(triton.cdiv(Lp, BN), P * B * H)](*dkdv_args, IS_PREFIX=True, EC=ec, **common)
-    _bwd_dq_kernel[(triton.cdiv(T, BM), P * B * H)](
+        _bwd_dkdv_kernel[(P * B * H, triton.cdiv(Lp, BN))](*dkdv_args, IS_PREFIX=True, EC=ec, **common)
+    _bwd_dq_kernel[(P * B * H, triton.cdiv(T, BM))](
         q, k, v, pk, pv, valid, dout, lse, delta, dq, B, H, T, Lp, E, scale, **common)
     if prefix_k is None:
         return dq, dk, dv, None, None
