@@ -71,3 +71,21 @@ def test_bad_shapes_are_named():
         prefix_attention(q, k, v, pk, pv[:1])
     with pytest.raises(ValueError, match="key_valid must be bool"):
         prefix_attention(q, k, v, key_valid=torch.ones(2, 5, device=DEVICE))
+
+
+def test_auto_mode_sends_only_prefixed_attention_to_the_kernel(monkeypatch):
+    """What auto picks on a GPU (measured there): SDPA without a prefix, the kernel with one."""
+    import prefixlab.kernels.prefix_attention as pa
+
+    calls = []
+    monkeypatch.setattr(kernels, "use_triton", lambda *t: True)
+    monkeypatch.setattr(pa._FusedPrefixAttention, "apply", lambda *a: calls.append(a) or a[0])
+    q, k, v, pk, pv, valid = make(1, 2, 1, 5, 4, 2, True)
+    with kernels.mode("auto"):
+        prefix_attention(q, k, v, key_valid=valid)
+        assert calls == []
+        prefix_attention(q, k, v, pk, pv, valid)
+        assert len(calls) == 1
+    with kernels.mode("triton"):
+        prefix_attention(q, k, v, key_valid=valid)
+        assert len(calls) == 2

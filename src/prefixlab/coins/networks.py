@@ -94,7 +94,7 @@ def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
     n_sin = dim // 2
     n_cos = dim - n_sin
     def freqs(n):
-        return torch.pow(1e-4, torch.arange(n, dtype=torch.float32) / max(n - 1, 1))
+        return torch.pow(1e-4, torch.arange(n, dtype=torch.float32, device=positions.device) / max(n - 1, 1))
     pos = positions.to(torch.float32)[..., None]
     return torch.cat([torch.sin(pos * freqs(n_sin)), torch.cos(pos * freqs(n_cos))], dim=-1)
 

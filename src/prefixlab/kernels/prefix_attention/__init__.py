@@ -68,7 +68,11 @@ def prefix_attention(q, k, v, prefix_k=None, prefix_v=None, key_valid=None, scal
     _check(q, k, v, prefix_k, prefix_v, key_valid)
     if prefix_k is not None and prefix_k.shape[2] == 0:
         prefix_k = prefix_v = None
-    if not kernels.use_triton(q):
+    if not kernels.use_triton(q) or (prefix_k is None and kernels.get_mode() == "auto"):
+        # Without a prefix this is causal attention with a pad mask, where PyTorch's SDPA measured
+        # faster on an H200 (Paper A's paper-scale r2s tuning job, 80 members: 167.6 ms per step
+        # against 183.0 with the kernel); "auto" keeps the kernel for prefixed attention (Paper B's
+        # prefix population: 1.07-1.10x the reference). Mode "triton" still forces the kernel.
         return prefix_attention_reference(q, k, v, prefix_k, prefix_v, key_valid, scale)
     if q.dtype != torch.float32:
         raise ValueError(f"prefix_attention: the fused kernel takes float32, got {q.dtype}")
