@@ -82,6 +82,8 @@ CASES = {
     ("coins/configs.py", "TuneConfig", "'prefix_length'"): [({"experiments": {"r2s": {"prefix_length": 0}}}, "experiments.r2s.prefix_length")],
     ("coins/configs.py", "TuneConfig", "'clip_norm_over'"): [({"tune": {"clip_norm_over": "some"}}, "tune.clip_norm_over")],
     ("coins/configs.py", "TuneConfig", "'methods'"): [({"methods": ["SoftPT", "MagicPT"]}, "methods")],
+    ("coins/configs.py", "TuneConfig", "'method_lr'"): [({"tune": {"method_lr": {"HardPT": 0.01}}}, "tune.method_lr"),
+                                                       ({"tune": {"method_lr": {"FullWT": 0}}}, "tune.method_lr")],
     **{("coins/configs.py", "EvalConfig", repr(k)): [({"evaluate": {k: 0}}, f"evaluate.{k}")]
        for k in ("sequences", "length", "chunk", "state_pretrain_sequences", "state_target_per_repetition", "state_positions")},
     ("coins/jobs.py", "TuneJob", "f\"experiments.{d['experiment']}.target\""): [({"experiments": {"r2s": {"target": "dice"}}}, "experiments.r2s.target")],

@@ -98,12 +98,39 @@ def test_loss_covers_sequence_positions_only(arch):
             assert math.isclose(float(res.grad_norm[0, i]), float(g.norm()), rel_tol=1e-4), m.label()
 
 
-def _train_members(arch, members, clip_norm_over="all", steps=5, clip=1.0, source=MIXTURE):
+def _train_members(arch, members, clip_norm_over="all", steps=5, clip=1.0, source=MIXTURE, lr=1e-2, member_lr=None):
     cfg = tiny_net(arch)
     pop = population.build(cfg, networks.init_params(cfg), members, L, prefix_seed=100)
-    res = population.train(pop, source, steps=steps, batch=4, length=6, lr=1e-2, clip=clip,
-                           data_seeds=SEEDS, clip_norm_over=clip_norm_over)
+    res = population.train(pop, source, steps=steps, batch=4, length=6, lr=lr, clip=clip,
+                           data_seeds=SEEDS, clip_norm_over=clip_norm_over, member_lr=member_lr)
     return pop, res
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_each_member_trains_at_its_own_learning_rate(arch):
+    """tune.method_lr: a member with its own rate equals the same member trained alone at that rate."""
+    members = [Member("SoftPT", 0), Member("FullWT", 0), Member("FullWT", 1), Member("EmbedWT", 1)]
+    rates = [3e-2, 1e-3, 1e-3, 3e-2]
+    pop, res = _train_members(arch, members, member_lr=rates)
+    for i, (m, lr) in enumerate(zip(members, rates)):
+        solo, solo_res = _train_members(arch, [m], lr=lr)
+        np.testing.assert_allclose(res.loss[:, i], solo_res.loss[:, 0], rtol=1e-5, atol=1e-5, err_msg=m.label())
+        mine, alone = pop.member_params(i), solo.member_params(0)
+        for n in mine:
+            torch.testing.assert_close(mine[n], alone[n], rtol=0, atol=1e-5, msg=f"{m.label()} {n}")
+    # the rate matters: FullWT at the prefix rate ends elsewhere
+    fast, _ = _train_members(arch, [members[1]], lr=3e-2)
+    moved = fast.member_params(0)
+    assert any(not torch.allclose(moved[n], pop.member_params(1)[n], atol=1e-5) for n in moved)
+    with pytest.raises(ValueError, match="member_lr has 2 entries for 4 members"):
+        _train_members(arch, members, member_lr=rates[:2])
+
+
+def test_method_lr_reaches_the_tuning_population():
+    from prefixlab.coins.configs import TuneConfig
+    t = TuneConfig.from_dict({"steps": 1, "batch": 2, "length": 3, "lr": 0.03, "method_lr": {"FullWT": 0.005}})
+    assert t.method_lr == (("FullWT", 0.005),)
+    assert (t.lr_of("FullWT"), t.lr_of("SoftPT")) == (0.005, 0.03)
 
 
 @pytest.mark.parametrize("arch,methods", [

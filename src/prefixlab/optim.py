@@ -47,8 +47,9 @@ class MemberAdam:
         self.moments = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in params.items()}
         self.betas, self.eps = betas, eps
 
-    def update(self, name: str, grad: torch.Tensor, lr: float, t: int) -> torch.Tensor:
-        """Fold `grad` (already clipped) into the moments; the bias-corrected step at step t (from 1)."""
+    def update(self, name: str, grad: torch.Tensor, lr: float | torch.Tensor, t: int) -> torch.Tensor:
+        """Fold `grad` (already clipped) into the moments; the bias-corrected step at step t (from 1).
+        lr: one rate, or per row (P, 1, ...) broadcasting over the tensor."""
         b1, b2 = self.betas
         m, v = self.moments[name]
         m.mul_(b1).add_(grad, alpha=1 - b1)

@@ -103,10 +103,19 @@ class TuneConfig:
     hard_search: bool = True
     clip_norm_over: str = "all"
     log_every: int = 50
+    # {method: lr} overriding lr for those methods: at a short budget, weight tuning needs a
+    # smaller Adam step than prefix tuning (benchmarks/weight_tuning_mixture.py). Held as sorted pairs.
+    method_lr: tuple = ()
 
     def __post_init__(self):
         positive_ints(self, ("steps", "batch", "length", "repetitions", "search_sequences", "log_every", "prefix_length"))
         check(self.lr > 0, "lr", "must be > 0")
+        pairs = self.method_lr.items() if isinstance(self.method_lr, dict) else self.method_lr
+        object.__setattr__(self, "method_lr", tuple(sorted((str(m), lr) for m, lr in pairs)))
+        not_gradient = [m for m, _ in self.method_lr if m not in GRADIENT_METHODS]
+        check(not not_gradient, "method_lr", f"names {not_gradient}, not gradient methods; known: {list(GRADIENT_METHODS)}")
+        check(all(isinstance(lr, (int, float)) and lr > 0 for _, lr in self.method_lr), "method_lr",
+              "learning rates must be numbers > 0")
         check(self.clip > 0, "clip", "must be > 0")
         check(self.clip_norm_over in ("all", "tuned"), "clip_norm_over", f"must be 'all' or 'tuned', got {self.clip_norm_over!r}")
         unknown = [m for m in self.methods if m not in TUNING_METHODS]
@@ -115,6 +124,9 @@ class TuneConfig:
     @property
     def gradient_methods(self) -> tuple[str, ...]:
         return tuple(m for m in self.methods if m in GRADIENT_METHODS)
+
+    def lr_of(self, method: str) -> float:
+        return dict(self.method_lr).get(method, self.lr)
 
     @classmethod
     def from_dict(cls, data, where="tune"):

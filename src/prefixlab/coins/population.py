@@ -287,10 +287,11 @@ def _loss_and_gradients(pop: Population, onehot: torch.Tensor, names: list[str],
 
 def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, length: int, lr: float,
           clip: float, data_seeds: list[int], clip_norm_over: str = "all", log_every: int = 50,
-          label: str = "train") -> TrainResult:
+          label: str = "train", member_lr: list[float] | None = None) -> TrainResult:
     """Train every member for `steps` Adam steps, in place.
 
     data_seeds[r] seeds repetition r's data stream; member (method, r) reads stream r.
+    member_lr: each member's learning rate, where they differ (else every member uses lr).
     Loss: per-sequence sum of per-position log losses, averaged over the batch.
     """
     device = pop.kind.device
@@ -307,6 +308,12 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     norms = np.zeros((steps, pop.size), dtype=np.float32)
     start = time.perf_counter()
     chunks = member_chunks(pop, batch, 1 + pop.prefix.length + length)
+    lr_rows = None
+    if member_lr is not None:
+        if len(member_lr) != pop.size:
+            raise ValueError(f"{label}: member_lr has {len(member_lr)} entries for {pop.size} members")
+        by_member = torch.tensor(member_lr, dtype=torch.float32, device=device)
+        lr_rows = {n: by_member[rows[n]] for n in pop.trainable}
     for step in range(steps):
         onehot = torch.stack([streams[r].next().onehot() for r in reps]).to(device)[row_of]  # (P, B, N, V)
         loss, grads = _loss_and_gradients(pop, onehot, grad_names, chunks)
@@ -318,7 +325,8 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
         scale = clip_factor(norm, clip)
         with torch.no_grad():
             for n, mask in pop.trainable.items():
-                update = adam.update(n, grads[n] * per_member(scale[rows[n]], grads[n]), lr, step + 1)
+                step_lr = lr if lr_rows is None else per_member(lr_rows[n], grads[n])
+                update = adam.update(n, grads[n] * per_member(scale[rows[n]], grads[n]), step_lr, step + 1)
                 p = pop.params[n]
                 p.copy_(torch.where(per_member(mask, p), p - update, p))
         losses[step] = loss.detach().cpu().numpy()

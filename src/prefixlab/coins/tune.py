@@ -83,7 +83,8 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
     pop = population.build(job.network, base, members, L, prefix_seed=t.prefix_seed, device=device)
     result = population.train(pop, job.target_source, steps=t.steps, batch=t.batch, length=t.length, lr=t.lr, clip=t.clip,
                               data_seeds=[t.data_seeds_start + r for r in range(R)], clip_norm_over=t.clip_norm_over,
-                              log_every=t.log_every, label=f"tune {job.experiment}/{job.network.arch}")
+                              log_every=t.log_every, label=f"tune {job.experiment}/{job.network.arch}",
+                              member_lr=[t.lr_of(m.method) for m in members] if t.method_lr else None)
     search = search_set(job)
     hard_ds, hard_prefix = None, torch.full((L, V), float("nan"))
     if "HardPT" in job.methods and t.hard_search:
