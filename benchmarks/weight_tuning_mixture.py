@@ -47,7 +47,8 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--arch", default="lstm", choices=("lstm", "transformer"))
     ap.add_argument("--experiment", default="r2m", help="any configured experiment (its target is evaluated)")
     ap.add_argument("--methods", nargs="+", default=["FullWT"])
-    ap.add_argument("--lrs", nargs="+", type=float, default=[0.0], help="0: the scale's tune.lr")
+    ap.add_argument("--lrs", nargs="+", type=float, default=[0.0],
+                    help="learning rate of every tuned method (0: the scale's tune.lr and tune.method_lr)")
     ap.add_argument("--steps", nargs="+", type=int, default=[0], help="0: the scale's tune.steps")
     ap.add_argument("--clip-over", nargs="+", default=["all"], choices=("all", "tuned"))
     ap.add_argument("--batch", nargs="+", type=int, default=[0], help="0: the scale's tune.batch")
@@ -67,7 +68,9 @@ def main(argv=None) -> list[str]:
           f"{'late loss':>9} {'seconds':>7}")
     for lr, steps, over, batch in itertools.product(args.lrs, args.steps, args.clip_over, args.batch):
         t = base.tune_job.tune
+        # a given --lrs value applies to every tuned method, over the scale's tune.method_lr
         t = dataclasses.replace(t, methods=tuple(args.methods), hard_search=False, lr=lr or t.lr,
+                                method_lr=() if lr else t.method_lr,
                                 steps=steps or t.steps, clip_norm_over=over, batch=batch or t.batch)
         ev = dataclasses.replace(base.evaluate, sequences=args.sequences or base.evaluate.sequences,
                                  chunk=min(base.evaluate.chunk, args.sequences or base.evaluate.chunk))
@@ -80,9 +83,9 @@ def main(argv=None) -> list[str]:
         late = float(loss.isel(step=slice(-max(1, loss.sizes["step"] // 10), None)).mean())
         for m in args.methods:
             g49, g199 = gap_at(ds, m, 49), gap_at(ds, m, 199)
-            print(f"{m:8} {t.lr:8.1e} {t.steps:6d} {over:>5} {t.batch:5d} {g49:9.3f} {g199:9.3f} {late:9.3f} "
+            print(f"{m:8} {t.lr_of(m):8.1e} {t.steps:6d} {over:>5} {t.batch:5d} {g49:9.3f} {g199:9.3f} {late:9.3f} "
                   f"{seconds:7.1f}", flush=True)
-            lines.append(f"gap {m} lr={t.lr:g} steps={t.steps} clip={over} batch={t.batch} n49={g49:.3f} "
+            lines.append(f"gap {m} lr={t.lr_of(m):g} steps={t.steps} clip={over} batch={t.batch} n49={g49:.3f} "
                          f"n199={g199:.3f}")
     print("\n".join(lines))
     return lines
