@@ -15,6 +15,7 @@ wheels under .whl/ are installed to /tmp/site first when present.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -66,8 +67,6 @@ def run_step(name, argv, limit, env) -> tuple[str, float, str]:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[],
                     help="run only the steps whose name contains this text (repeatable)")

@@ -220,7 +220,7 @@ AOT_SIGNATURES = {
 def attention_fwd(q, k, v, prefix_k, prefix_v, key_valid, scale):
     P, B, H, T, E = q.shape
     Lp = 0 if prefix_k is None else prefix_k.shape[2]
-    kernels.check_indexable("prefix_attention", q=q, k=k, prefix_k=prefix_k)
+    kernels.check_indexable("prefix_attention", q=q)  # k, v have q's shape; prefixes are smaller
     out = torch.empty_like(q)
     lse = torch.empty(P, B, H, T, device=q.device, dtype=torch.float32)
     BM, BN, BE, num_warps = block_settings(T, E)
