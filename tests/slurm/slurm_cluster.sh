@@ -6,6 +6,8 @@
 # Daemons keep their state, logs and PID files under <dir>. The config goes to /etc/slurm/slurm.conf,
 # where job steps find it (they do not inherit SLURM_CONF); an existing foreign config is never touched.
 set -euo pipefail
+# the daemons live in /usr/sbin, which a plain user PATH (PATH=/usr/local/bin:/usr/bin:/bin) leaves out
+export PATH="$PATH:/usr/sbin:/sbin"
 CONF=/etc/slurm/slurm.conf
 MARK="# prefixlab test cluster"
 
