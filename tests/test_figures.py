@@ -102,6 +102,7 @@ def tune_ds(arch, pretrained=True, steps=30):
     ds = xr.Dataset(
         {"tune_loss": storage.var(loss, ("member", "step"), "nats", "loss"),
          "grad_norm": storage.var(np.ones_like(loss), ("member", "step"), "1", "norm"),
+         "target_bayes_loss": storage.var(np.full((R, steps), 10.0), ("repetition", "step"), "nats", "Bayes loss"),
          "prefix_token": storage.var(np.zeros((len(members), 2, 2)), ("member", "slot", "token"), "1", "p"),
          "prefix_soft": storage.var(np.zeros((len(members), 2, 4)), ("member", "slot", "feature"), "1", "p"),
          "initial_prefix_token": storage.var(np.zeros((R, 2, 2)), ("repetition", "slot", "token"), "1", "p"),
@@ -121,7 +122,8 @@ def search_ds(L=3, empty=False):
 
 def pretrain_ds(steps=40):
     return xr.Dataset({"loss": storage.var(40 - np.arange(steps) * 0.2, ("step",), "nats", "loss"),
-                       "grad_norm": storage.var(np.linspace(5, 1, steps), ("step",), "1", "norm")},
+                       "grad_norm": storage.var(np.linspace(5, 1, steps), ("step",), "1", "norm"),
+                       "bayes_loss": storage.var(np.full(steps, 30.0), ("step",), "nats", "Bayes loss")},
                       coords={"step": np.arange(steps)})
 
 

@@ -12,7 +12,7 @@ import torch
 
 from prefixlab.optim import TrainingError
 from prefixlab import cli
-from prefixlab.coins import data, networks, population, tune
+from prefixlab.coins import bayes, data, networks, population, tune
 from prefixlab.coins.jobs import TuneJob
 from prefixlab.coins.networks import PrefixInput
 from prefixlab.coins.population import Member, PREFIX_SOFT_KEY, PREFIX_TOKEN_KEY
@@ -22,6 +22,20 @@ from conftest import MIXTURE, RANDOM, SINGLE, perturbed, reference_forward, tiny
 L = 2
 TRAIN = dict(steps=3, batch=4, length=6, lr=1e-2, clip=1.0)
 SEEDS = [11, 12, 13]
+
+
+def test_reference_loss_is_the_bayes_loss_of_each_training_batch():
+    """Training loss minus reference_loss is the batch's cumulative regret: the reference
+    must score exactly the batch each step trained on."""
+    cfg = tiny_net("lstm")
+    pop = population.build(cfg, networks.init_params(cfg), [Member("SoftPT", r) for r in range(2)], L, prefix_seed=100)
+    res = population.train(pop, MIXTURE, data_seeds=SEEDS, reference=MIXTURE, **TRAIN)
+    streams = [data.Stream(MIXTURE, TRAIN["batch"], TRAIN["length"], SEEDS[r]) for r in range(2)]
+    for step in range(TRAIN["steps"]):
+        for r, stream in enumerate(streams):
+            want = bayes.token_log_loss(MIXTURE, stream.next().tokens).sum(-1).mean()
+            assert res.reference_loss[step, r] == pytest.approx(float(want), rel=1e-12)
+    assert population.train(pop, MIXTURE, data_seeds=SEEDS, **TRAIN).reference_loss is None
 
 
 def snapshot(pop):

@@ -30,6 +30,7 @@ def tune_dataset() -> xr.Dataset:
         {
             "tune_loss": var(rng.normal(size=(M, S)).astype(np.float32), ("member", "step"), "nats", "training loss", note="x"),
             "grad_norm": var(rng.random((M, S)).astype(np.float32), ("member", "step"), "1", "gradient norm"),
+            "target_bayes_loss": var(rng.random((R, S)), ("repetition", "step"), "nats", "Bayes loss"),
             "prefix_token": var(torch.randn(M, Lp, V), ("member", "slot", "token"), "1", "token prefix"),
             "prefix_soft": var(torch.randn(M, Lp, D), ("member", "slot", "feature"), "1", "soft prefix"),
             "initial_prefix_token": var(np.eye(V)[rng.integers(V, size=(R, Lp))], ("repetition", "slot", "token"), "1", "initial"),
@@ -104,7 +105,8 @@ def test_read_wrong_dims(tmp_path):
 
 
 def test_read_other_kind(tmp_path):
-    ds = xr.Dataset({"loss": var(np.zeros(3), ("step",), "nats", "l"), "grad_norm": var(np.ones(3), ("step",), "1", "g")})
+    ds = xr.Dataset({"loss": var(np.zeros(3), ("step",), "nats", "l"), "grad_norm": var(np.ones(3), ("step",), "1", "g"),
+                     "bayes_loss": var(np.zeros(3), ("step",), "nats", "b")})
     path = storage.write(ds, tmp_path / "p.nc", "pretrain", CONFIG, SEEDS)
     assert storage.read(path, "pretrain")["loss"].shape == (3,)
     with pytest.raises(DataError) as err:
@@ -155,7 +157,8 @@ def test_write_rejects_schema_and_attribute_violations(tmp_path):
 
 
 def test_staging_publishes_all_or_nothing(tmp_path):
-    ds = xr.Dataset({"loss": var(np.zeros(3), ("step",), "nats", "l"), "grad_norm": var(np.ones(3), ("step",), "1", "g")})
+    ds = xr.Dataset({"loss": var(np.zeros(3), ("step",), "nats", "l"), "grad_norm": var(np.ones(3), ("step",), "1", "g"),
+                     "bayes_loss": var(np.zeros(3), ("step",), "nats", "b")})
     with pytest.raises(RuntimeError):
         with storage.Staging() as out:
             out.write(ds, tmp_path / "a.nc", "pretrain", CONFIG, SEEDS)

@@ -28,6 +28,10 @@ class TrainResult:
     loss: np.ndarray  # (steps, P) training loss per member
     grad_norm: np.ndarray  # (steps, P) unclipped gradient norm per member (over its clip set)
     seconds: float
+    # (steps, streams) the reference predictor's loss on each step's batch, where a loop records one
+    reference_loss: np.ndarray | None = None
+    # (checkpoints, P) a probe's measurement of each member during training, where a loop takes one
+    probes: np.ndarray | None = None
 
 
 def per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -17,10 +17,11 @@ import xarray as xr
 
 # kind -> {variable: dims}; every listed variable is required.
 SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
-    "pretrain": {"loss": ("step",), "grad_norm": ("step",)},
+    "pretrain": {"loss": ("step",), "grad_norm": ("step",), "bayes_loss": ("step",)},
     "tune": {
         "tune_loss": ("member", "step"),
         "grad_norm": ("member", "step"),
+        "target_bayes_loss": ("repetition", "step"),
         "prefix_token": ("member", "slot", "token"),
         "prefix_soft": ("member", "slot", "feature"),
         "initial_prefix_token": ("repetition", "slot", "token"),
@@ -43,7 +44,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
     "claims": {"passed": ("claim",), "value": ("claim",), "reference": ("claim",)},
     # Paper B
     "sort_pretrain": {"loss": ("step",), "grad_norm": ("step",)},
-    "sort_tune": {"loss": ("member", "step"), "grad_norm": ("member", "step")},
+    "sort_tune": {"loss": ("member", "step"), "grad_norm": ("member", "step"), "curve_accuracy": ("member", "checkpoint")},
     "sort_eval": {
         "accuracy": ("model", "eval_task"),
         "theory_attention_dev": ("probe",),

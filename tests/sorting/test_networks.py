@@ -228,3 +228,32 @@ def test_kernel_path_matches_reference_for_prefix_tuning():
         results.append((loss.detach(), grad))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_fall_every_few_steps_and_at_the_end():
+    assert population.checkpoints(10, 4).tolist() == [4, 8, 10]
+    assert population.checkpoints(8, 4).tolist() == [4, 8]
+    assert population.checkpoints(3, 5).tolist() == [3]
+
+
+@pytest.mark.parametrize("method", ["finetune", "lora"])
+def test_a_probe_during_training_leaves_the_trained_numbers_unchanged(method):
+    cfg = tiny()  # dropout on while fine-tuning: the probe must not touch its generator either
+    base = roughened(networks.init_weights(cfg), scale=0.1)
+    opt = OptimConfig(steps=5, lr=1e-2, batch=4, weight_decay=0.01)
+    x, y = analysis.test_set("add1", 12, SPEC, 3)
+    results = []
+    for with_probe in (False, True):
+        own = networks.member_tensors(cfg, base, method, 2, [0, 1])
+        model = networks.Model(cfg, base, own)
+        probe = (lambda: analysis.accuracy(model, x, y)) if with_probe else None
+        r = population.train(model, method, ["add1", "add2"], [1, 2], SPEC, opt, "cpu", 0, probe=probe, probe_every=2)
+        results.append((r, own))
+    (plain, own_plain), (probed, own_probed) = results
+    np.testing.assert_array_equal(plain.loss, probed.loss)
+    for n in own_plain:
+        torch.testing.assert_close(own_plain[n], own_probed[n], rtol=0, atol=0)
+    assert plain.probes is None and probed.probes.shape == (3, 2)  # after steps 2, 4 and 5
+    # the last checkpoint measures the final tensors
+    final = analysis.accuracy(networks.Model(cfg, base, own_probed), x, y)
+    np.testing.assert_array_equal(probed.probes[-1], final)

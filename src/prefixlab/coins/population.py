@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from prefixlab.coins import networks
+from prefixlab.coins import bayes, networks
 from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.data import Stream
 from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
@@ -287,12 +287,16 @@ def _loss_and_gradients(pop: Population, onehot: torch.Tensor, names: list[str],
 
 def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, length: int, lr: float,
           clip: float, data_seeds: list[int], clip_norm_over: str = "all", log_every: int = 50,
-          label: str = "train", member_lr: list[float] | None = None) -> TrainResult:
+          label: str = "train", member_lr: list[float] | None = None,
+          reference: SourceConfig | None = None) -> TrainResult:
     """Train every member for `steps` Adam steps, in place.
 
     data_seeds[r] seeds repetition r's data stream; member (method, r) reads stream r.
     member_lr: each member's learning rate, where they differ (else every member uses lr).
     Loss: per-sequence sum of per-position log losses, averaged over the batch.
+    reference: a source whose exact Bayes predictor is scored on every step's batch, the same
+    sum and mean (result.reference_loss, (steps, repetitions)): training loss minus it is the
+    training batch's cumulative regret, a curve of the claims' deciding numbers over the steps.
     """
     device = pop.kind.device
     reps = sorted({m.repetition for m in pop.members})
@@ -306,6 +310,7 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     adam = MemberAdam({n: pop.params[n] for n in pop.trainable}, ADAM_BETAS, ADAM_EPS)
     losses = np.zeros((steps, pop.size), dtype=np.float32)
     norms = np.zeros((steps, pop.size), dtype=np.float32)
+    reference_loss = np.zeros((steps, len(reps))) if reference is not None else None
     start = time.perf_counter()
     chunks = member_chunks(pop, batch, 1 + pop.prefix.length + length)
     lr_rows = None
@@ -315,7 +320,10 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
         by_member = torch.tensor(member_lr, dtype=torch.float32, device=device)
         lr_rows = {n: by_member[rows[n]] for n in pop.trainable}
     for step in range(steps):
-        onehot = torch.stack([streams[r].next().onehot() for r in reps]).to(device)[row_of]  # (P, B, N, V)
+        batches = [streams[r].next() for r in reps]
+        onehot = torch.stack([b.onehot() for b in batches]).to(device)[row_of]  # (P, B, N, V)
+        if reference is not None:
+            reference_loss[step] = [float(bayes.token_log_loss(reference, b.tokens).sum(-1).mean()) for b in batches]
         loss, grads = _loss_and_gradients(pop, onehot, grad_names, chunks)
         check_finite(loss, step, label, lambda i: f"member {i} ({pop.members[i].label()})")
         sq = torch.zeros(pop.size, device=device)
@@ -334,4 +342,4 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
         log_progress(label, step, steps, losses, log_every, start)
     for n in grad_names:
         pop.params[n].requires_grad_(False)
-    return TrainResult(losses, norms, time.perf_counter() - start)
+    return TrainResult(losses, norms, time.perf_counter() - start, reference_loss)

@@ -23,11 +23,13 @@ def run(job: PretrainJob, device="cpu"):
     t = job.train
     res = population.train(pop, job.source, steps=t.steps, batch=t.batch, length=t.length, lr=t.lr, clip=t.clip,
                            data_seeds=[t.data_seed], clip_norm_over="all", log_every=t.log_every,
-                           label=f"pretrain {job.network.arch}")
+                           label=f"pretrain {job.network.arch}", reference=job.source)
     ds = xr.Dataset(
         {
             "loss": var(res.loss[:, 0], ("step",), "nats", "pretraining loss (summed over positions, batch mean)"),
             "grad_norm": var(res.grad_norm[:, 0], ("step",), "1", "unclipped global gradient norm"),
+            "bayes_loss": var(res.reference_loss[:, 0], ("step",), "nats",
+                              "PreBayes loss on the same training batch (summed over positions, batch mean)"),
         },
         coords={"step": np.arange(t.steps)},
     )

@@ -84,7 +84,8 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
     result = population.train(pop, job.target_source, steps=t.steps, batch=t.batch, length=t.length, lr=t.lr, clip=t.clip,
                               data_seeds=[t.data_seeds_start + r for r in range(R)], clip_norm_over=t.clip_norm_over,
                               log_every=t.log_every, label=f"tune {job.experiment}/{job.network.arch}",
-                              member_lr=[t.lr_of(m.method) for m in members] if t.method_lr else None)
+                              member_lr=[t.lr_of(m.method) for m in members] if t.method_lr else None,
+                              reference=job.target_source)
     search = search_set(job)
     hard_ds, hard_prefix = None, torch.full((L, V), float("nan"))
     if "HardPT" in job.methods and t.hard_search:
@@ -106,6 +107,8 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
         {
             "tune_loss": var(result.loss.T, ("member", "step"), "nats", "training loss (summed over positions, batch mean)"),
             "grad_norm": var(result.grad_norm.T, ("member", "step"), "1", "unclipped gradient norm over the clipped set"),
+            "target_bayes_loss": var(result.reference_loss.T, ("repetition", "step"), "nats",
+                                     "TargetBayes loss on the same training batch (summed over positions, batch mean)"),
             "prefix_token": var(pop.params[population.PREFIX_TOKEN_KEY], ("member", "slot", "token"), "1",
                                 "tuned token-space prefix parameters (pre-softmax for SimplexPT)"),
             "prefix_soft": var(pop.params[population.PREFIX_SOFT_KEY], ("member", "slot", "feature"), "1", "tuned soft prefix"),

@@ -59,6 +59,10 @@ class SortTuneJob:
     data_seed_start: int
     init_seed_start: int
     dropout_seed: int
+    # test accuracy of every member on its own task, measured during training
+    curve_every: int
+    curve_samples: int
+    curve_seed: int
 
     @property
     def members(self) -> list[tuple[str, int]]:
@@ -94,7 +98,8 @@ class SortTuneJob:
         return cls(experiment=d["experiment"], run=d["run"], model=gpt_config(d["model"], digits, t.get("dropout", 0.0), where),
                    digits=digits, method=s["method"], tasks=tasks, repetitions=int(d["repetitions"]), opt=opt,
                    data_seed_start=seeds["tune_data_start"], init_seed_start=seeds["tune_init_start"],
-                   dropout_seed=seeds["dropout"])
+                   dropout_seed=seeds["dropout"], curve_every=int(t["curve_every"]), curve_samples=int(t["curve_samples"]),
+                   curve_seed=int(seeds["curve"]))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,9 +43,18 @@ def member_loss(model: networks.Model, tokens, outputs, train: bool, generator=N
     return -logp.mean(dim=(1, 2))
 
 
+def checkpoints(steps: int, every: int) -> np.ndarray:
+    """Steps (counted from 1) after which a probe runs: every `every`, and the last."""
+    return np.unique(np.r_[np.arange(every, steps + 1, every), steps])
+
+
 def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int], spec: DigitSpec, opt: OptimConfig,
-          device, dropout_seed: int, label: str = "train") -> TrainResult:
-    """Train model.own in place; member i reads task tasks[i] from a stream seeded seeds[i]."""
+          device, dropout_seed: int, label: str = "train", probe=None, probe_every: int = 0) -> TrainResult:
+    """Train model.own in place; member i reads task tasks[i] from a stream seeded seeds[i].
+
+    probe(): (P,) values measured after each of checkpoints(opt.steps, probe_every) steps
+    (result.probes, (checkpoints, P)); it must not draw from the training streams, so a
+    probe leaves the trained numbers unchanged."""
     P = model.members
     if len(tasks) != P or len(seeds) != P:
         raise ValueError(f"{label}: {P} members but {len(tasks)} tasks and {len(seeds)} seeds")
@@ -59,6 +68,8 @@ def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int]
     adam = MemberAdam({n: model.own[n] for n in names}, BETAS, EPS)
     losses = np.zeros((opt.steps, P), dtype=np.float32)
     norms = np.zeros((opt.steps, P), dtype=np.float32)
+    probe_at = set(checkpoints(opt.steps, probe_every).tolist()) if probe is not None else set()
+    probes = []
     start = time.perf_counter()
     for step in range(opt.steps):
         tokens, outputs = batch_tokens(streams, model.cfg.prefix_length, device)
@@ -77,9 +88,11 @@ def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int]
         losses[step] = loss.detach().cpu().numpy()
         norms[step] = norm.cpu().numpy()
         log_progress(label, step, opt.steps, losses, opt.log_every, start)
+        if step + 1 in probe_at:
+            probes.append(np.asarray(probe(), dtype=np.float64))
     for n in names:
         model.own[n].requires_grad_(False)
-    return TrainResult(losses, norms, time.perf_counter() - start)
+    return TrainResult(losses, norms, time.perf_counter() - start, probes=np.stack(probes) if probes else None)
 
 
 def loss_variables(result: TrainResult, dims, squeeze: bool):
