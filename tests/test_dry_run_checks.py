@@ -166,3 +166,23 @@ def test_snakemake_dry_run_stops_on_a_job_check(tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     assert "config key 'paper_b.digits.vocab'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_cpu_scale_dry_runs_every_job_of_both_papers(tmp_path):
+    """`--config scale=cpu all_figures` plans the quick scale's jobs plus one pretraining (Paper
+    B's experiment 3 on its own 4-layer model), in a checkout with no results (a copy of the
+    workflow sources, so the project's results/ do not count)."""
+    import shutil
+    for rel in ("Snakefile", "config.yaml", "workflow", "src"):
+        src = ROOT / rel
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / rel)
+    plans = {}
+    for scale in ("cpu", "quick"):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--config", f"scale={scale}",
+                               "--", "all_figures"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        table = proc.stdout.split("Job stats:")[1].split("total")[0]
+        plans[scale] = {line.split()[0]: int(line.split()[1]) for line in table.strip().splitlines()[2:]}
+        assert f"results/{scale}/claims.md" in proc.stdout
+    quick_plus_b3_model = {**plans["quick"], "sort_pretrain": plans["quick"]["sort_pretrain"] + 1}
+    assert plans["cpu"] == quick_plus_b3_model and plans["cpu"]["tune"] > 0, plans

@@ -17,7 +17,7 @@ import xarray as xr
 from prefixlab import claims, storage
 from prefixlab.coins import claims as coins_claims
 from prefixlab import figures as cli, plotting
-from prefixlab.coins.figures import regret, search, states, style, table
+from prefixlab.coins.figures import budget, regret, search, states, style, table
 from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 R, N_EVAL = 3, 200
@@ -183,6 +183,7 @@ FIGURE_INPUTS = {
     "fig6_states_r2m": ("states_r2m_",),
     "fig7_hard_search": ("search_",),
     "fig8_losses": ("tune_u2m_", "tune_r2s_transformer", "pretrain_"),
+    "fig10_budget": ("tune_", "pretrain_"),
     "fig9_ablations": ("eval_r2s",),  # rows base/d4/maxi/L25 x LSTM, Transformer; r2m is left out for speed
     "table_softpt": ("eval_r2",),
 }
@@ -199,6 +200,23 @@ def test_figure_writes_pdf_and_png(good, tmp_path, name):
     assert pdf.stat().st_size > 1000 and pdf.read_bytes().startswith(b"%PDF")
     assert png.stat().st_size > 1000 and png.read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["f.pdf", "f.png"] + (["f.md"] if name == "table_softpt" else []))
+
+
+def test_budget_curves_are_batch_regrets_against_the_claims_thresholds(good):
+    assert budget.smooth(np.array([1.0, 2.0, 3.0, 4.0]), 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+    data = plotting.load_inputs({k: v for k, v in good.items() if k.startswith(("tune_", "pretrain_"))})
+    ds = data["tune_r2s_transformer"]
+    soft = ds["member_method"].values == "SoftPT"
+    want = np.median(budget.smooth(ds["tune_loss"].values[soft] - 10.0, budget.window_of(ds.sizes["step"])), axis=0)
+    np.testing.assert_allclose(budget.median_curve(ds, "SoftPT"), want)
+    fig = budget.fig10_budget(data, {"claims": {"margin": 0.3, "a1_margin": 0.7, "a4_margin": 0.9}})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles[:2] == ["A1: pretraining LSTM (Random Coins)", "A1: pretraining Transformer (Random Coins)"]
+    assert "A4: u2m · Transformer" in titles and "A4: u2m · LSTM" not in titles
+    thresholds = {ax.get_title(): sorted({l.get_ydata()[0] for l in ax.get_lines() if l.get_linestyle() == ":"})
+                  for ax in fig.axes if ax.get_visible()}
+    assert thresholds["A1: pretraining LSTM (Random Coins)"] == [0.7]
+    assert thresholds["A2: r2s · LSTM"] == [0.3] and thresholds["A4: u2r · Transformer"] == [0.9]
 
 
 def test_table_markdown_has_ours_beside_paper(good):

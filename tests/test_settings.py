@@ -139,3 +139,16 @@ def test_smoke_scale_resolves_and_covers_every_experiment_kind(base):
     smoke = resolve({**base, "scale": "smoke"})
     assert {"r2s", "r2m", "u2m", "r2s_d4", "r2s_L25"} <= set(smoke["run_experiments"])
     assert smoke["paper_b"]["run_experiments"] == base["paper_b"]["run_experiments"]
+
+
+def test_cpu_scale_resolves_with_the_published_depth_where_a_claim_needs_it(base):
+    """The laptop scale keeps Paper B's 4-layer models (the composition claims need depth),
+    the claim definitions of the paper scale, and more than quick's tuning budget."""
+    paper, quick, cpu = resolve(base), resolve({**base, "scale": "quick"}), resolve({**base, "scale": "cpu"})
+    models = cpu["paper_b"]["models"]
+    for exp in ("b3_matrix", "b4_double_hist"):
+        assert models[cpu["paper_b"]["experiments"][exp]["model"]]["layers"] == 4, exp
+    assert cpu["claims"] == paper["claims"] and cpu["paper_b"]["claims"] == paper["paper_b"]["claims"]
+    assert quick["tune"]["steps"] <= cpu["tune"]["steps"] <= paper["tune"]["steps"]
+    assert cpu["tune"]["repetitions"] >= quick["tune"]["repetitions"]
+    assert cpu["run_experiments"] == paper["run_experiments"]

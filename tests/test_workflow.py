@@ -64,7 +64,7 @@ def test_paper_b_run_change_reruns_that_run_only(built):
     change = "scales: {smoke: {paper_b: {experiments: {b4_double_hist: {runs: {lora: {lr: 0.02}}}}}}}"
     jobs = planned_jobs(built, "all_figures", extra_configs=_extra_config(built, "blora", change))
     assert jobs == {"sort_tune": 1, "sort_evaluate": 1, "figure_figB4_double_hist": 1, "figure_figB5_theory": 1,
-                    "claims": 1, "all_figures": 1}, jobs
+                    "figure_figB6_budget": 1, "claims": 1, "all_figures": 1}, jobs
 
 
 def test_nothing_changed_reruns_nothing(built):

@@ -53,8 +53,8 @@ def netcdf_snapshot(repo: Path) -> dict[str, bytes]:
 
 
 PAPER_A_FIGURES = ("fig1_r2s_headline", "fig2_states_r2s", "fig3_r2m_headline", "fig4_untrained", "fig6_states_r2m",
-                   "fig7_hard_search", "fig8_losses", "fig9_ablations", "table_softpt")
-PAPER_B_FIGURES = ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory")
+                   "fig7_hard_search", "fig8_losses", "fig9_ablations", "fig10_budget", "table_softpt")
+PAPER_B_FIGURES = ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory", "figB6_budget")
 CLAIM_IDS = ["A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "B3", "B4", "B5"]
 
 

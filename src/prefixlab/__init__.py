@@ -47,6 +47,8 @@ FIGURES = {
     "figB3_matrix": "prefixlab.sorting.figures:figB3_matrix",
     "figB4_double_hist": "prefixlab.sorting.figures:figB4_double_hist",
     "figB5_theory": "prefixlab.sorting.figures:figB5_theory",
+    "fig10_budget": "prefixlab.coins.figures.budget:fig10_budget",
+    "figB6_budget": "prefixlab.sorting.figures:figB6_budget",
 }
 # `python -m prefixlab.figures claims`: each paper's claims module, in report order
 CLAIM_MODULES = ("prefixlab.coins.claims", "prefixlab.sorting.claims")

@@ -86,9 +86,13 @@ class FigureSettings:
     @classmethod
     def from_dict(cls, d: dict | None) -> "FigureSettings":
         d = dict(d or {})
-        unknown = sorted(set(d) - {"dpi", "bar_steps"})
+        unknown = sorted(set(d) - {"dpi", "bar_steps", "claims"})
         if unknown:
-            raise FigureInputError(f"figure settings: unknown key(s) {unknown}; known: ['bar_steps', 'dpi']")
+            raise FigureInputError(f"figure settings: unknown key(s) {unknown}; known: ['bar_steps', 'claims', 'dpi']")
+        # claims: the thresholds a budget figure draws ({name: number})
+        bad = {k: v for k, v in dict(d.get("claims", {})).items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+        if bad:
+            raise FigureInputError(f"settings.claims: thresholds must be numbers, got {bad}")
         steps = tuple(int(s) for s in d.get("bar_steps", DEFAULT_BAR_STEPS))
         if not steps or any(s < 0 for s in steps):
             raise FigureInputError(f"settings.bar_steps: need non-negative step indices, got {list(steps)}")

@@ -116,3 +116,33 @@ def test_accuracy_matrix_figure_draws_from_an_eval_file(tmp_path):
     fig = sorting.figB5_theory(data, {})
     plotting.save(fig, tmp_path / "t.pdf", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+def sort_tune_ds(tasks, curve):
+    """A tuning run's file: one member per task, curve_accuracy (member, checkpoint)."""
+    steps, checkpoints = 10, np.array([4, 8, 10])
+    return xr.Dataset({"loss": (("member", "step"), np.ones((len(tasks), steps))),
+                       "curve_accuracy": (("member", "checkpoint"), np.asarray(curve, dtype=float))},
+                      coords={"member": [f"r:{t}:0" for t in tasks], "task": ("member", list(tasks)),
+                              "step": np.arange(steps), "checkpoint": checkpoints}, attrs={"method": "lora"})
+
+
+def test_budget_figure_draws_each_runs_curve_against_its_threshold(tmp_path):
+    from prefixlab.sorting import figures as sorting
+
+    data = {"sorttune_b4_double_hist_lora": sort_tune_ds(["double_hist"], [[0.05, 0.2, 0.35]]),
+            "sorttune_b3_matrix_prefixnew": sort_tune_ds(["ascending_add1", "double_hist"],
+                                                         [[0.1, 0.3, 0.6], [0.0, 0.01, 0.0]])}
+    fig = sorting.figB6_budget(data, {"claims": {"success": 0.4, "failure": 0.05}})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["B3: b3_matrix rank-1 LoRA", "B4: b4_double_hist rank-1 LoRA", "B4: b3_matrix rank-1 LoRA"]
+    b3 = fig.axes[0]
+    (line,) = b3.get_lines()[:1]
+    np.testing.assert_allclose(line.get_xydata(), [[4, 10], [8, 30], [10, 60]])  # only ascending_add1, in %
+    assert [l.get_ydata()[0] for l in b3.get_lines()[1:]] == [40.0]  # the threshold of the settings
+    assert [l.get_ydata()[0] for l in fig.axes[2].get_lines()[1:]] == [5.0]
+    plotting.save(fig, tmp_path / "b.pdf", tmp_path / "b.png")
+    import pytest
+
+    with pytest.raises(plotting.FigureInputError, match="sorttune"):
+        sorting.figB6_budget({}, {})

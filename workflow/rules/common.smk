@@ -188,13 +188,19 @@ def keyed(kind, exps, archs=None):
     return {f"{kind}_{e}_{a}": data_file(kind, e, a) for e in exps if e in EXPS for a in (archs or ARCHS) if a in ARCHS}
 
 
-def pretrain_inputs():
+def pretrain_inputs(variant=None):
     pairs = sorted({(a, exp_cfg(e)["network"]) for e in EXPS if exp_cfg(e)["pretrained"] for a in ARCHS})
+    pairs = [(a, v) for a, v in pairs if variant in (None, v)]
     return {f"pretrain_{a}_{v}": f"{PA}/pretrain/{a}_{v}.nc" for a, v in pairs}
 
 
 def sort_file(kind, exp, run=None):
     return {"eval": f"{PB}/eval/{exp}.nc", "tune": f"{PB}/tune/{exp}_{run}.nc"}[kind]
+
+
+def sort_tunes(exps):
+    """{sorttune_<exp>_<run>: path} of every run of the configured Paper-B experiments among `exps`."""
+    return {f"sorttune_{e}_{r}": sort_file("tune", e, r) for e in exps if e in BEXPS for r in sort_exp(e)["runs"]}
 
 
 def sort_keyed(exps, with_tune=False):
@@ -244,6 +250,21 @@ def figure_settings(wildcards=None):
     return as_json(CFG.get("figures", {}))
 
 
+# Tuning jobs whose training curves the claims' budget figure draws (A2-A5).
+BUDGET_EXPS = ["r2s", "r2m", "u2m", "u2r", "r2s_d4", "r2m_d4", "r2s_maxi", "r2m_maxi"]
+
+
+def budget_settings(wildcards=None):
+    """The figure settings and the thresholds the budget figure draws, nothing else."""
+    claims = {k: CFG["claims"][k] for k in ("margin", "a1_margin", "a4_margin") if k in CFG.get("claims", {})}
+    return as_json({**CFG.get("figures", {}), "claims": claims})
+
+
+def sort_budget_settings(wildcards=None):
+    claims = {k: PAPER_B["claims"][k] for k in ("success", "failure") if k in PAPER_B.get("claims", {})}
+    return as_json({**CFG.get("figures", {}), "claims": claims})
+
+
 def fig_input(name, names):
     """Rule input: keyed data files plus the code that draws figure `name`."""
     def inputs(wildcards):
@@ -254,7 +275,7 @@ def fig_input(name, names):
 
 def all_figure_outputs():
     """Every figure whose data the configured experiments provide, the SoftPT table and the claims report."""
-    outs = [f"{FIG}/{name}.png" for name, (inputs, _, _) in FIGURE_RULES.items() if inputs(None)]
+    outs = [f"{FIG}/{name}.png" for name, (inputs, *_) in FIGURE_RULES.items() if inputs(None)]
     outs += [f"{FIG}/fig5_full_{e}_{a}.png" for e in EXPS if e in ("r2s", "r2m", "u2m", "u2r") for a in ARCHS]
     if any(e in EXPS for e in ("r2s", "r2m")):
         outs.append(f"{FIG}/table_softpt.md")

@@ -1,7 +1,8 @@
 # Figures: each reads only NetCDF and writes PDF + PNG.
 
 
-# figure -> (the NetCDF files it reads, its caption in workflow/report/, its report category)
+# figure -> (the NetCDF files it reads, its caption in workflow/report/, its report category[,
+# its settings when not figure_settings])
 FIGURE_RULES = {
     "fig1_r2s_headline": (lambda w: keyed("eval", ["r2s"]), "fig1.rst", "Paper A"),
     "fig2_states_r2s": (lambda w: keyed("states", ["r2s"]), "fig2.rst", "Paper A"),
@@ -16,10 +17,13 @@ FIGURE_RULES = {
     "figB3_matrix": (lambda w: sort_keyed(["b3_matrix"]), "figB3_matrix.rst", "Paper B"),
     "figB4_double_hist": (lambda w: sort_keyed(["b4_double_hist"], with_tune=True), "figB4_double_hist.rst", "Paper B"),
     "figB5_theory": (lambda w: sort_keyed(BEXPS), "figB5_theory.rst", "Paper B"),
+    "fig10_budget": (lambda w: {**keyed("tune", BUDGET_EXPS), **pretrain_inputs("base")}, "fig10_budget.rst", "Claims",
+                     budget_settings),
+    "figB6_budget": (lambda w: sort_tunes(BEXPS), "figB6_budget.rst", "Claims", sort_budget_settings),
 }
 
 
-for _name, (_inputs, _caption, _category) in FIGURE_RULES.items():
+for _name, (_inputs, _caption, _category, *_settings) in FIGURE_RULES.items():
 
     rule:
         name:
@@ -30,7 +34,7 @@ for _name, (_inputs, _caption, _category) in FIGURE_RULES.items():
             pdf=f"{FIG}/{_name}.pdf",
             png=report(f"{FIG}/{_name}.png", caption=f"../report/{_caption}", category=_category),
         params:
-            settings=figure_settings,
+            settings=_settings[0] if _settings else figure_settings,
             inputs=input_flags,
             name=_name,
             table="",

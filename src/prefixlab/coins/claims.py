@@ -266,15 +266,15 @@ def check_a6(data: Inputs, s: dict) -> Verdict:
 
 CLAIMS = [
     ClaimCheck("A1", "Pretrained networks match PreBayes on the pretraining distribution (NoTuning close to PreBayes on Random Coins).",
-               ("r2s", "r2m"), ("fig5_full", "fig8_losses"), check_a1, lambda s: s["a1_margin"]),
+               ("r2s", "r2m"), ("fig5_full", "fig8_losses", "fig10_budget"), check_a1, lambda s: s["a1_margin"]),
     ClaimCheck("A2", "r2s: SoftPT reaches TargetBayes for both networks and beats the best hard prefix (HardPT).",
-               ("r2s",), ("fig1_r2s_headline", "table_softpt"), check_a2, lambda s: s["margin"]),
+               ("r2s",), ("fig1_r2s_headline", "table_softpt", "fig10_budget"), check_a2, lambda s: s["margin"]),
     ClaimCheck("A3", "r2m: no prefix method reaches TargetBayes; FullWT (and LoRAWT on the Transformer) does.",
-               ("r2m",), ("fig3_r2m_headline", "table_softpt"), check_a3, lambda s: s["margin"]),
+               ("r2m",), ("fig3_r2m_headline", "table_softpt", "fig10_budget"), check_a3, lambda s: s["margin"]),
     ClaimCheck("A4", "Untrained Transformer: SoftPT is the best prefix method, nearly reaches TargetBayes up to N_tune, degrades after.",
-               ("u2m", "u2r"), ("fig4_untrained",), check_a4, lambda s: s["a4_margin"]),
+               ("u2m", "u2r"), ("fig4_untrained", "fig10_budget"), check_a4, lambda s: s["a4_margin"]),
     ClaimCheck("A5", "d = 4 largely removes SoftPT's advantage over the other prefix methods; the Maxi networks keep the A2/A3 picture.",
-               ("r2s", "r2m", "r2s_d4", "r2m_d4", "r2s_maxi", "r2m_maxi"), ("fig9_ablations", "table_softpt"), check_a5, lambda s: 0.0),
+               ("r2s", "r2m", "r2s_d4", "r2m_d4", "r2s_maxi", "r2m_maxi"), ("fig9_ablations", "table_softpt", "fig10_budget"), check_a5, lambda s: 0.0),
     ClaimCheck("A6", "PCA: the two leading components track the step n and the bias theta; soft prefixes move the "
           "Transformer's state off the pretraining manifold.",
                ("r2s", "r2m"), ("fig2_states_r2s", "fig6_states_r2m"), check_a6, lambda s: s["a6_min_corr"]),

@@ -146,13 +146,13 @@ def notes(data) -> list[str]:
 # Claim Bk rests on experiment k (bk_*) and is drawn in figure figBk_*; B5 checks the theory on all of them.
 CLAIMS = [
     ClaimCheck("B1", "Full fine-tuning learns descending on an ascending-pretrained model; prefix tuning does not.",
-               ("b1_descending",), ("figB1_descending",), check_descending, lambda s: s["b_success"]),
+               ("b1_descending",), ("figB1_descending", "figB6_budget"), check_descending, lambda s: s["b_success"]),
     ClaimCheck("B2", "A prefix per task elicits each pretrained task (1-layer model pretrained on the random mix; and the 4-layer model).",
-               ("b2_elicit", "b3_matrix"), ("figB2_elicit", "figB3_matrix"), check_elicit, lambda s: s["b_success"]),
+               ("b2_elicit", "b3_matrix"), ("figB2_elicit", "figB3_matrix", "figB6_budget"), check_elicit, lambda s: s["b_success"]),
     ClaimCheck("B3", "Prefix tuning elicits ascending_add1, a combination of pretrained skills (4-layer model).",
-               ("b3_matrix",), ("figB3_matrix",), check_composition, lambda s: s["b_success"]),
+               ("b3_matrix",), ("figB3_matrix", "figB6_budget"), check_composition, lambda s: s["b_success"]),
     ClaimCheck("B4", "Prefix tuning fails on double_hist, a new skill, where rank-1 LoRA with as many parameters succeeds.",
-               ("b4_double_hist", "b3_matrix"), ("figB4_double_hist", "figB3_matrix"), check_new_skill,
+               ("b4_double_hist", "b3_matrix"), ("figB4_double_hist", "figB3_matrix", "figB6_budget"), check_new_skill,
                lambda s: s["b_success"]),
     ClaimCheck("B5", "Theory: a prefix rescales each query's content attention by one factor and moves the attention output "
           "towards the prefix values (along one direction for L = 1); checked at layer 0 on trained and random prefixes.",

@@ -208,3 +208,53 @@ def figB5_theory(data: Inputs, settings: dict):
     fig.suptitle("Paper B theory check: a prefix rescales content attention per query and shifts the output "
                  "towards the prefix values", fontsize=10)
     return fig
+
+
+# (claim, experiment, run, task, threshold key, "above" or "below"): the deciding accuracies of B1-B4
+BUDGET_CURVES = (
+    ("B1", "b1_descending", "finetune", "descending", "success", "above"),
+    ("B1", "b1_descending", "prefix", "descending", "failure", "below"),
+    ("B2", "b2_elicit", "prefix", None, "success", "above"),
+    ("B2", "b3_matrix", "prefix", None, "success", "above"),
+    ("B3", "b3_matrix", "prefixnew", "ascending_add1", "success", "above"),
+    ("B4", "b4_double_hist", "lora", "double_hist", "success", "above"),
+    ("B4", "b4_double_hist", "prefix", "double_hist", "failure", "below"),
+    ("B4", "b3_matrix", "prefixnew", "double_hist", "failure", "below"),
+)
+BUDGET_DEFAULTS = {"success": 0.5, "failure": 0.1}
+
+
+def figB6_budget(data: Inputs, settings: dict):
+    """Each tuning run's test accuracy on its own task during training, beside the claim's threshold."""
+    given = settings.get("claims", {})
+    s = {**BUDGET_DEFAULTS, **{k: given[k] for k in BUDGET_DEFAULTS if k in given}}
+    panels = [(c, e, r, t, k, side) for c, e, r, t, k, side in BUDGET_CURVES if f"sorttune_{e}_{r}" in data]
+    if not panels:
+        raise FigureInputError("figB6_budget: needs sorttune_<experiment>_<run> inputs")
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.0 * nrows), squeeze=False, layout="constrained")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax, (claim, exp, run, task, key, side) in zip(axes.flat, panels):
+        ds = data[f"sorttune_{exp}_{run}"]
+        method = ds.attrs.get("method", run)
+        steps = ds["checkpoint"].values
+        tasks = ds["task"].values.astype(str)
+        for t in dict.fromkeys(tasks):
+            if task is not None and t != task:
+                continue
+            acc = ds["curve_accuracy"].values[tasks == t].mean(0) * 100
+            ax.plot(steps, acc, marker="o", ms=3, lw=1.3, color=TASK_COLOR.get(t, "C0"), label=t)
+        v = s[key] * 100
+        ax.axhline(v, color="0.2", ls=":", lw=1.0)
+        ax.annotate(f"{'>=' if side == 'above' else '<='} {v:g}%", (1.0, v), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=7, color="0.2")
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("tuning step")
+        ax.set_ylabel("test accuracy [%]")
+        ax.set_title(f"{claim}: {exp} {METHOD_LABEL.get(method, method)}", fontsize=9)
+        ax.legend(fontsize=7, frameon=False, loc="center right")
+    fig.suptitle("Deciding accuracies against the training budget: each run's test accuracy on its own task "
+                 "during training (mean over repetitions), dotted: the claim's threshold", fontsize=10)
+    return fig
