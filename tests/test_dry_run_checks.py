@@ -186,3 +186,14 @@ def test_cpu_scale_dry_runs_every_job_of_both_papers(tmp_path):
         assert f"results/{scale}/claims.md" in proc.stdout
     quick_plus_b3_model = {**plans["quick"], "sort_pretrain": plans["quick"]["sort_pretrain"] + 1}
     assert plans["cpu"] == quick_plus_b3_model and plans["cpu"]["tune"] > 0, plans
+
+
+def test_slurm_profile_groups_every_figure_and_the_claims_report():
+    """A figure rule missing from the profile's `report` group goes to SLURM as a job of its own."""
+    from wfutil import planned_jobs
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    plan = planned_jobs(ROOT, "all_figures", options=["--forceall"])
+    report_rules = {rule for rule in plan if rule.startswith(("figure_", "table_")) or rule == "claims"}
+    assert len(report_rules) > 10, plan
+    ungrouped = sorted(rule for rule in report_rules if profile["groups"].get(rule) != "report")
+    assert not ungrouped, f"profiles/slurm/config.yaml groups: add {ungrouped} to the report group"
