@@ -110,6 +110,10 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
         if k in e:
             tune[k] = e[k]
     tune["methods"] = experiment_methods(cfg, exp)
+    if "method_lr" in tune:
+        # only the rates of methods this job trains, so a rate for LoRAWT reruns no LSTM job
+        runs = [m for m in tune["methods"] if not (m == "LoRAWT" and arch != "transformer")]
+        tune["method_lr"] = {m: lr for m, lr in dict(tune["method_lr"]).items() if m in runs}
     return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
             "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
             "target_source": cfg["sources"][e["target"]], "tune": tune}
