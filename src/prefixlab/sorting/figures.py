@@ -248,13 +248,13 @@ def figB6_budget(data: Inputs, settings: dict):
             ax.plot(steps, acc, marker="o", ms=3, lw=1.3, color=TASK_COLOR.get(t, "C0"), label=t)
         v = s[key] * 100
         ax.axhline(v, color="0.2", ls=":", lw=1.0)
-        ax.annotate(f"{'>=' if side == 'above' else '<='} {v:g}%", (1.0, v), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", fontsize=7, color="0.2")
+        ax.annotate(f"{'>=' if side == 'above' else '<='} {v:g}%", (0.01, v), xycoords=("axes fraction", "data"),
+                    ha="left", va="bottom", fontsize=7, color="0.2")
         ax.set_ylim(-3, 103)
         ax.set_xlabel("tuning step")
         ax.set_ylabel("test accuracy [%]")
         ax.set_title(f"{claim}: {exp} {METHOD_LABEL.get(method, method)}", fontsize=9)
-        ax.legend(fontsize=7, frameon=False, loc="center right")
+        ax.legend(fontsize=7, frameon=False, loc="best")  # "best" avoids the curves; the label sits at the left
     fig.suptitle("Deciding accuracies against the training budget: each run's test accuracy on its own task "
                  "during training (mean over repetitions), dotted: the claim's threshold", fontsize=10)
     return fig
