@@ -104,7 +104,6 @@ def test_tune_subtree_is_exactly_what_tuning_needs(base):
     assert coins_jobs.eval_job(changed, "r2s", "lstm") == coins_jobs.eval_job(cfg, "r2s", "lstm")
 
 
-
 def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):
     """tune.method_lr for LoRAWT (Transformer only) or FullWT (pretrained only) leaves every other
     job's subtree as it was, so changing it reruns only the jobs that train that method."""
@@ -115,6 +114,7 @@ def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):
     assert coins_jobs.tune_job(full, "u2m", "transformer")["tune"]["method_lr"] == {}
     assert coins_jobs.tune_job(full, "r2m", "lstm")["tune"]["method_lr"] == {"FullWT": 1.0e-2}
     assert coins_jobs.eval_job(lora, "r2m", "lstm")["tune"] == coins_jobs.tune_job(lora, "r2m", "lstm")["tune"]
+
 
 def test_paper_b_values_as_published(base):
     b = resolve(base)["paper_b"]

@@ -27,6 +27,11 @@ class PretrainJob:
         return job
 
 
+def methods_for_arch(methods, arch: str) -> tuple[str, ...]:
+    """The methods that apply to a network of this arch (LoRA exists only in the Transformer)."""
+    return tuple(m for m in methods if not (m == "LoRAWT" and arch != "transformer"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TuneJob:
     experiment: str
@@ -39,8 +44,8 @@ class TuneJob:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """Configured methods that apply to this network (LoRA exists only in the Transformer)."""
-        return tuple(m for m in self.tune.methods if not (m == "LoRAWT" and self.network.arch != "transformer"))
+        """Configured methods that apply to this network."""
+        return methods_for_arch(self.tune.methods, self.network.arch)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TuneJob":
@@ -112,7 +117,7 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
     tune["methods"] = experiment_methods(cfg, exp)
     if "method_lr" in tune:
         # only the rates of methods this job trains, so a rate for LoRAWT reruns no LSTM job
-        runs = [m for m in tune["methods"] if not (m == "LoRAWT" and arch != "transformer")]
+        runs = methods_for_arch(tune["methods"], arch)
         tune["method_lr"] = {m: lr for m, lr in dict(tune["method_lr"]).items() if m in runs}
     return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
             "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],

@@ -254,7 +254,7 @@ def figB6_budget(data: Inputs, settings: dict):
         ax.set_xlabel("tuning step")
         ax.set_ylabel("test accuracy [%]")
         ax.set_title(f"{claim}: {exp} {METHOD_LABEL.get(method, method)}", fontsize=9)
-        ax.legend(fontsize=7, frameon=False, loc="best")  # "best" avoids the curves; the label sits at the left
+        ax.legend(fontsize=7, frameon=False, loc="best")
     fig.suptitle("Deciding accuracies against the training budget: each run's test accuracy on its own task "
                  "during training (mean over repetitions), dotted: the claim's threshold", fontsize=10)
     return fig
