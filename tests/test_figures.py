@@ -297,6 +297,23 @@ def test_claims_all_pass_on_good_data(good, tmp_path):
     assert "SoftPT-TargetBayes 0.050" in a2
 
 
+def test_each_claim_names_its_scale_deciding_number_and_published_value(good, tmp_path):
+    rc, md, nc = run_claims({k: v for k, v in good.items() if k.startswith(("eval_", "states_"))}, tmp_path)
+    assert rc == 0
+    ds = storage.read(nc, "claims")
+    assert list(ds["scale"].values) == ["test"] * 6
+    # the published value of A2's number is the paper's SoftPT on r2s (0.01 above TargetBayes at 0.00)
+    assert ds["published"].sel(claim="A2").item() == pytest.approx(0.01)
+    assert np.isnan(ds["published"].sel(claim="A4").item())  # "nearly reaches": no number published
+    text = md.read_text()
+    a2 = next(line for line in text.splitlines() if line.startswith("A2 "))
+    assert a2.startswith("A2 PASS [scale test] max over networks of SoftPT - TargetBayes")
+    assert "= 0.050 (pass: < 0.100; published 0.010)" in a2
+    # the summary table: one row per claim with the same numbers
+    assert "| A2 | PASS | test | 0.050 | < 0.100 | 0.010 |" in text
+    assert "| A4 | PASS | test |" in text and text.count("\n| A") == 6
+
+
 def _perturbed(key_values):
     """The good data set with some eval files rebuilt from changed numbers."""
     ds = good_datasets()
@@ -360,7 +377,7 @@ def test_missing_experiment_is_a_fail_not_a_crash(good, tmp_path):
     assert got["A2"] == "PASS" and got["A1"] == "PASS"
     for cid in ("A3", "A4", "A5", "A6"):
         line = next(line for line in md.read_text().splitlines() if line.startswith(cid + " "))
-        assert line.startswith(f"{cid} FAIL missing data: ")
+        assert line.startswith(f"{cid} FAIL [scale test] ") and ". missing data: " in line
     assert storage.read(nc, "claims")["passed"].values.tolist() == [1, 1, 0, 0, 0, 0]
 
 

@@ -1,7 +1,8 @@
 """The claims protocol both papers follow, and the report they share.
 
 A paper's claims module defines `CLAIMS` (a list of `ClaimCheck`: id, what the paper
-claims, the experiments and figures it rests on, the check and its threshold), its
+claims, the experiments and figures it rests on, the check, its deciding number and how
+that is compared with the threshold, and the published value of that number), its
 settings `DEFAULTS`, `wanted(data)` and `notes(data)`. `check_all` runs the checks of
 the papers it is given; a claim whose inputs are missing is a FAIL reading "missing
 data: <keys>", never an exception, so the workflow always gets its report. `write`
@@ -35,6 +36,18 @@ class ClaimCheck:
     figures: tuple[str, ...]  # the figures that show it
     check: Callable[[Inputs, dict], Verdict]
     threshold: Callable[[dict], float]  # what the deciding number is compared with, from the settings
+    measure: str  # what the deciding number is, in words
+    relation: str  # how a passing deciding number relates to the threshold: one of RELATIONS
+    # the paper's value of the deciding number (SPEC 1.7, 2.3); NaN where the paper reports none
+    published: float = float("nan")
+    percent: bool = False  # an accuracy: shown as a percentage
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"claim {self.id}: relation {self.relation!r} is not one of {RELATIONS}")
+
+
+RELATIONS = ("<", "<=", ">", ">=")
 
 
 @dataclass(frozen=True)
@@ -47,10 +60,27 @@ class Claim:
     description: str
     experiments: tuple[str, ...]
     figures: tuple[str, ...]
+    measure: str = ""
+    relation: str = "<"
+    published: float = float("nan")
+    percent: bool = False
+    scale: str = ""  # the scale whose outputs it was computed on
+
+    def number(self, x: float) -> str:
+        if not math.isfinite(x):
+            return "nan"
+        return f"{100 * x:.1f}%" if self.percent else f"{x:.3g}" if abs(x) < 1e-2 and x else f"{x:.3f}"
+
+    def headline(self) -> str:
+        """Scale, deciding number against its threshold, and the published value."""
+        published = self.number(self.published) if math.isfinite(self.published) else "not reported as a number"
+        return (f"[scale {self.scale or 'unnamed'}] {self.measure} = {self.number(self.value)} "
+                f"(pass: {self.relation} {self.number(self.reference)}; published {published})")
 
     def line(self) -> str:
         where = f"[experiments: {', '.join(self.experiments)}; figures: {', '.join(self.figures)}]"
-        return f"{self.id} {'PASS' if self.passed else 'FAIL'} {self.details} (claim: {self.description}) {where}"
+        return (f"{self.id} {'PASS' if self.passed else 'FAIL'} {self.headline()}. {self.details} "
+                f"(claim: {self.description}) {where}")
 
 
 class MissingData(Exception):
@@ -87,7 +117,8 @@ def run_check(claim: ClaimCheck, data: Inputs, s: dict) -> Claim:
     except MissingData as err:
         passed, value, details = False, float("nan"), f"missing data: {err}"
     return Claim(claim.id, bool(passed), float(value), float(claim.threshold(s)), details, claim.description,
-                 claim.experiments, claim.figures)
+                 claim.experiments, claim.figures, claim.measure, claim.relation, float(claim.published),
+                 claim.percent, str(s.get("scale", "")))
 
 
 def check_all(papers: list[ModuleType], data: Inputs, settings: dict | None = None) -> list[Claim]:
@@ -123,6 +154,11 @@ def markdown(claims: list[Claim], settings: dict, intro: list[str]) -> str:
         head += ["Reduced-scale run: the verdicts test the qualitative claims on smaller training budgets, "
                  "not the paper's numbers.", ""]
     head += [*intro, f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'scale'}, sort_keys=True)}.", ""]
+    head += ["| claim | verdict | scale | deciding number | passes if | published |", "|---|---|---|---:|---|---:|"]
+    head += [f"| {c.id} | {'PASS' if c.passed else 'FAIL'} | {c.scale or 'unnamed'} | {c.number(c.value)} | "
+             f"{c.relation} {c.number(c.reference)} | {c.number(c.published) if math.isfinite(c.published) else '-'} |"
+             for c in claims]
+    head += ["", "What each deciding number is, and every number behind each verdict:", ""]
     body = []
     for c in claims:
         body += [c.line(), ""]
@@ -141,6 +177,8 @@ def to_dataset(claims: list[Claim]) -> xr.Dataset:
                                  "the number that decides the claim (see details)"),
             "reference": storage.var(np.array([c.reference for c in claims], dtype=np.float64), ("claim",), "nats or 1",
                                      "threshold the value is compared with"),
+            "published": storage.var(np.array([c.published for c in claims], dtype=np.float64), ("claim",), "nats or 1",
+                                     "the paper's value of the deciding number (NaN: not reported as a number)"),
         },
         coords={
             "claim": [c.id for c in claims],
@@ -148,6 +186,9 @@ def to_dataset(claims: list[Claim]) -> xr.Dataset:
             "details": text([c.details for c in claims]),
             "experiments": text([" ".join(c.experiments) for c in claims]),
             "figures": text([" ".join(c.figures) for c in claims]),
+            "measure": text([c.measure for c in claims]),
+            "relation": text([c.relation for c in claims]),
+            "scale": text([c.scale for c in claims]),
         },
     )
 

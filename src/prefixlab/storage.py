@@ -41,7 +41,7 @@ SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
         "target_theta": ("method", "trajectory"),
         "marker": ("method",),
     },
-    "claims": {"passed": ("claim",), "value": ("claim",), "reference": ("claim",)},
+    "claims": {"passed": ("claim",), "value": ("claim",), "reference": ("claim",), "published": ("claim",)},
     # Paper B
     "sort_pretrain": {"loss": ("step",), "grad_norm": ("step",)},
     "sort_tune": {"loss": ("member", "step"), "grad_norm": ("member", "step"), "curve_accuracy": ("member", "checkpoint")},

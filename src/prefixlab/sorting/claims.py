@@ -146,16 +146,23 @@ def notes(data) -> list[str]:
 # Claim Bk rests on experiment k (bk_*) and is drawn in figure figBk_*; B5 checks the theory on all of them.
 CLAIMS = [
     ClaimCheck("B1", "Full fine-tuning learns descending on an ascending-pretrained model; prefix tuning does not.",
-               ("b1_descending",), ("figB1_descending", "figB6_budget"), check_descending, lambda s: s["b_success"]),
+               ("b1_descending",), ("figB1_descending", "figB6_budget"), check_descending, lambda s: s["b_success"],
+               "full fine-tuning's accuracy on descending (prefix tuning <= the failure level also required)", ">=",
+               PUBLISHED["b1_finetune"], percent=True),
     ClaimCheck("B2", "A prefix per task elicits each pretrained task (1-layer model pretrained on the random mix; and the 4-layer model).",
-               ("b2_elicit", "b3_matrix"), ("figB2_elicit", "figB3_matrix", "figB6_budget"), check_elicit, lambda s: s["b_success"]),
+               ("b2_elicit", "b3_matrix"), ("figB2_elicit", "figB3_matrix", "figB6_budget"), check_elicit, lambda s: s["b_success"],
+               "min over models and pretraining tasks of the task's own prefix accuracy", ">=",
+               min(PUBLISHED["b2_elicit"].values()), percent=True),
     ClaimCheck("B3", "Prefix tuning elicits ascending_add1, a combination of pretrained skills (4-layer model).",
-               ("b3_matrix",), ("figB3_matrix", "figB6_budget"), check_composition, lambda s: s["b_success"]),
+               ("b3_matrix",), ("figB3_matrix", "figB6_budget"), check_composition, lambda s: s["b_success"],
+               "accuracy of the ascending_add1 prefix", ">=", PUBLISHED["ascending_add1"], percent=True),
     ClaimCheck("B4", "Prefix tuning fails on double_hist, a new skill, where rank-1 LoRA with as many parameters succeeds.",
                ("b4_double_hist", "b3_matrix"), ("figB4_double_hist", "figB3_matrix", "figB6_budget"), check_new_skill,
-               lambda s: s["b_success"]),
+               lambda s: s["b_success"],
+               "rank-1 LoRA's accuracy on double_hist (prefix <= the failure level and equal parameter counts also required)",
+               ">=", PUBLISHED["b4_lora"], percent=True),
     ClaimCheck("B5", "Theory: a prefix rescales each query's content attention by one factor and moves the attention output "
           "towards the prefix values (along one direction for L = 1); checked at layer 0 on trained and random prefixes.",
                ("b1_descending", "b2_elicit", "b3_matrix", "b4_double_hist"), ("figB5_theory",), check_theory,
-               lambda s: s["b_theory_tolerance"]),
+               lambda s: s["b_theory_tolerance"], "max deviation of the prefix-bias identity", "<="),
 ]
