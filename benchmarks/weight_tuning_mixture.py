@@ -3,7 +3,7 @@
 
 python benchmarks/weight_tuning_mixture.py --weights results/quick/.../weights.pt [--scale quick]
        [--arch lstm] [--methods FullWT] [--lrs 3e-2 5e-3 1e-3] [--steps 200 800]
-       [--clip-over all tuned] [--batch 0] [--sequences 512]
+       [--clip-over all tuned] [--batch 0] [--sequences 512] [--repetitions 0]
 
 Tunes only the given weight methods of experiment r2m (settings from config.yaml at --scale,
 pretrained weights from --weights, or untrained with --weights none), one job per
@@ -53,6 +53,8 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--clip-over", nargs="+", default=["all"], choices=("all", "tuned"))
     ap.add_argument("--batch", nargs="+", type=int, default=[0], help="0: the scale's tune.batch")
     ap.add_argument("--sequences", type=int, default=512, help="evaluation sequences (the scale's if 0)")
+    ap.add_argument("--repetitions", type=int, default=0,
+                    help="repetitions per method (0: the scale's; fewer make a paper-scale point affordable on a CPU)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -71,7 +73,8 @@ def main(argv=None) -> list[str]:
         # a given --lrs value applies to every tuned method, over the scale's tune.method_lr
         t = dataclasses.replace(t, methods=tuple(args.methods), hard_search=False, lr=lr or t.lr,
                                 method_lr=() if lr else t.method_lr,
-                                steps=steps or t.steps, clip_norm_over=over, batch=batch or t.batch)
+                                steps=steps or t.steps, clip_norm_over=over, batch=batch or t.batch,
+                                repetitions=args.repetitions or t.repetitions)
         ev = dataclasses.replace(base.evaluate, sequences=args.sequences or base.evaluate.sequences,
                                  chunk=min(base.evaluate.chunk, args.sequences or base.evaluate.chunk))
         ej = dataclasses.replace(base, tune_job=dataclasses.replace(base.tune_job, tune=t), evaluate=ev)
