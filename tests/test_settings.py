@@ -8,6 +8,7 @@ import yaml
 
 from prefixlab.sorting import jobs as sorting_jobs
 from prefixlab.coins import jobs as coins_jobs
+from prefixlab.coins.configs import TuneConfig
 from prefixlab import settings
 from prefixlab.config import ConfigError
 
@@ -114,6 +115,19 @@ def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):
     assert coins_jobs.tune_job(full, "u2m", "transformer")["tune"]["method_lr"] == {}
     assert coins_jobs.tune_job(full, "r2m", "lstm")["tune"]["method_lr"] == {"FullWT": 1.0e-2}
     assert coins_jobs.eval_job(lora, "r2m", "lstm")["tune"] == coins_jobs.tune_job(lora, "r2m", "lstm")["tune"]
+
+
+def test_an_experiment_rate_overrides_tune_rates_for_its_jobs_only(base):
+    """experiments.<exp>.method_lr wins over tune.method_lr in that experiment's jobs; other
+    experiments keep tune.method_lr, and the LSTM jobs of that experiment get no LoRAWT rate."""
+    cfg = resolve(_mutate(_mutate(base, ("tune", "method_lr"), {"LoRAWT": 6.0e-2, "FullWT": 5.0e-3}),
+                          ("experiments", "r2m_maxi", "method_lr"), {"LoRAWT": 1.0e-2}))
+    assert coins_jobs.tune_job(cfg, "r2m_maxi", "transformer")["tune"]["method_lr"] == {"LoRAWT": 1.0e-2, "FullWT": 5.0e-3}
+    assert coins_jobs.tune_job(cfg, "r2m", "transformer")["tune"]["method_lr"] == {"LoRAWT": 6.0e-2, "FullWT": 5.0e-3}
+    assert coins_jobs.tune_job(cfg, "r2m_maxi", "lstm")["tune"]["method_lr"] == {"FullWT": 5.0e-3}
+    assert TuneConfig.from_dict(coins_jobs.tune_job(cfg, "r2m_maxi", "transformer")["tune"]).lr_of("LoRAWT") == 1.0e-2
+    with pytest.raises(ConfigError, match=r"config key 'experiments.r2s.method_lr': names \['HardPT'\]"):
+        resolve(_mutate(base, ("experiments", "r2s", "method_lr"), {"HardPT": 1.0e-2}))
 
 
 def test_paper_b_values_as_published(base):

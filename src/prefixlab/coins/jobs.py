@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from prefixlab.config import ConfigError, as_config_key, check, check_defined, require
 from prefixlab.coins.configs import EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, sources_from_dict
-from prefixlab.coins.methods import EVAL_DISTS, TUNING_METHODS
+from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 log = logging.getLogger("prefixlab")
 
@@ -115,10 +115,13 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
         if k in e:
             tune[k] = e[k]
     tune["methods"] = experiment_methods(cfg, exp)
-    if "method_lr" in tune:
-        # only the rates of methods this job trains, so a rate for LoRAWT reruns no LSTM job
+    if "method_lr" in tune or "method_lr" in e:
+        # an experiment's own rates win over tune.method_lr (the best LoRAWT rate of the Maxi
+        # network is not the base network's); only the rates of methods this job trains, so a
+        # rate for LoRAWT reruns no LSTM job
         runs = methods_for_arch(tune["methods"], arch)
-        tune["method_lr"] = {m: lr for m, lr in dict(tune["method_lr"]).items() if m in runs}
+        rates = {**dict(tune.get("method_lr", {})), **dict(e.get("method_lr", {}))}
+        tune["method_lr"] = {m: lr for m, lr in rates.items() if m in runs}
     return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
             "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
             "target_source": cfg["sources"][e["target"]], "tune": tune}
@@ -149,6 +152,10 @@ def _check_references(cfg: dict) -> None:
         check_defined(name, cfg["experiments"], "run_experiments", "experiment")
     for name, exp in cfg["experiments"].items():
         check_defined(exp["network"], cfg["networks"], f"experiments.{name}.network", "network")
+        not_gradient = [m for m in exp.get("method_lr", {}) if m not in GRADIENT_METHODS]
+        if not_gradient:
+            raise ConfigError(f"config key 'experiments.{name}.method_lr': names {not_gradient}, not gradient methods; "
+                              f"known: {list(GRADIENT_METHODS)}")
         vocab = {len(s.get("alphas", ())) if s["kind"] == "random" else len(s["biases"][0]) for s in cfg["sources"].values()}
         if len(vocab) != 1:
             raise ConfigError(f"config key 'sources': all sources must share one alphabet size, got {sorted(vocab)}")
