@@ -52,30 +52,33 @@ RELATIONS = ("<", "<=", ">", ">=")
 
 @dataclass(frozen=True)
 class Claim:
-    id: str
+    """A claim's verdict on one run's outputs."""
+
+    check: ClaimCheck
     passed: bool
     value: float  # the number that decides the claim
     reference: float  # the threshold it is compared with
     details: str  # every number behind the verdict
-    description: str
-    experiments: tuple[str, ...]
-    figures: tuple[str, ...]
-    measure: str = ""
-    relation: str = "<"
-    published: float = float("nan")
-    percent: bool = False
-    scale: str = ""  # the scale whose outputs it was computed on
+    scale: str  # the scale whose outputs it was computed on
+
+    id = property(lambda self: self.check.id)
+    description = property(lambda self: self.check.description)
+    experiments = property(lambda self: self.check.experiments)
+    figures = property(lambda self: self.check.figures)
+    published = property(lambda self: self.check.published)
 
     def number(self, x: float) -> str:
         if not math.isfinite(x):
             return "nan"
-        return f"{100 * x:.1f}%" if self.percent else f"{x:.3g}" if abs(x) < 1e-2 and x else f"{x:.3f}"
+        if self.check.percent:
+            return f"{100 * x:.1f}%"
+        return f"{x:.3g}" if x and abs(x) < 1e-2 else f"{x:.3f}"
 
     def headline(self) -> str:
         """Scale, deciding number against its threshold, and the published value."""
         published = self.number(self.published) if math.isfinite(self.published) else "not reported as a number"
-        return (f"[scale {self.scale or 'unnamed'}] {self.measure} = {self.number(self.value)} "
-                f"(pass: {self.relation} {self.number(self.reference)}; published {published})")
+        return (f"[scale {self.scale or 'unnamed'}] {self.check.measure} = {self.number(self.value)} "
+                f"(pass: {self.check.relation} {self.number(self.reference)}; published {published})")
 
     def line(self) -> str:
         where = f"[experiments: {', '.join(self.experiments)}; figures: {', '.join(self.figures)}]"
@@ -116,9 +119,7 @@ def run_check(claim: ClaimCheck, data: Inputs, s: dict) -> Claim:
         passed, value, details = claim.check(data, s)
     except MissingData as err:
         passed, value, details = False, float("nan"), f"missing data: {err}"
-    return Claim(claim.id, bool(passed), float(value), float(claim.threshold(s)), details, claim.description,
-                 claim.experiments, claim.figures, claim.measure, claim.relation, float(claim.published),
-                 claim.percent, str(s.get("scale", "")))
+    return Claim(claim, bool(passed), float(value), float(claim.threshold(s)), details, str(s.get("scale", "")))
 
 
 def check_all(papers: list[ModuleType], data: Inputs, settings: dict | None = None) -> list[Claim]:
@@ -156,7 +157,7 @@ def markdown(claims: list[Claim], settings: dict, intro: list[str]) -> str:
     head += [*intro, f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'scale'}, sort_keys=True)}.", ""]
     head += ["| claim | verdict | scale | deciding number | passes if | published |", "|---|---|---|---:|---|---:|"]
     head += [f"| {c.id} | {'PASS' if c.passed else 'FAIL'} | {c.scale or 'unnamed'} | {c.number(c.value)} | "
-             f"{c.relation} {c.number(c.reference)} | {c.number(c.published) if math.isfinite(c.published) else '-'} |"
+             f"{c.check.relation} {c.number(c.reference)} | {c.number(c.published) if math.isfinite(c.published) else '-'} |"
              for c in claims]
     head += ["", "What each deciding number is, and every number behind each verdict:", ""]
     body = []
@@ -186,8 +187,8 @@ def to_dataset(claims: list[Claim]) -> xr.Dataset:
             "details": text([c.details for c in claims]),
             "experiments": text([" ".join(c.experiments) for c in claims]),
             "figures": text([" ".join(c.figures) for c in claims]),
-            "measure": text([c.measure for c in claims]),
-            "relation": text([c.relation for c in claims]),
+            "measure": text([c.check.measure for c in claims]),
+            "relation": text([c.check.relation for c in claims]),
             "scale": text([c.scale for c in claims]),
         },
     )
