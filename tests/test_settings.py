@@ -130,6 +130,28 @@ def test_an_experiment_rate_overrides_tune_rates_for_its_jobs_only(base):
         resolve(_mutate(base, ("experiments", "r2s", "method_lr"), {"HardPT": 1.0e-2}))
 
 
+def test_an_architecture_can_have_its_own_network_size(base):
+    """networks.<variant>.<arch> overrides the shared size for that arch's jobs only: the other
+    arch's job subtrees stay as they were, so changing it reruns only that arch's jobs."""
+    plain = resolve(_mutate(base, ("networks", "base"), {"d": 64, "width": 64, "layers": 1, "heads": 4}))
+    own = resolve(_mutate(base, ("networks", "base"), {"d": 64, "width": 64, "layers": 1, "heads": 4,
+                                                       "transformer": {"d": 128, "width": 96}}))
+    net = coins_jobs.tune_job(own, "r2s", "transformer")["network"]
+    assert (net["d"], net["width"], net["layers"], net["arch"]) == (128, 96, 1, "transformer")
+    assert "lstm" not in net and "transformer" not in net
+    for job in (coins_jobs.pretrain_job, lambda c, v, a: coins_jobs.eval_job(c, "u2m", a)):
+        assert job(own, "base", "lstm") == job(plain, "base", "lstm")
+    assert coins_jobs.pretrain_job(own, "base", "transformer") != coins_jobs.pretrain_job(plain, "base", "transformer")
+    assert coins_jobs.tune_job(own, "r2s_d4", "transformer") == coins_jobs.tune_job(plain, "r2s_d4", "transformer")
+    # every override key is checked, and a bad value is named by its key
+    with pytest.raises(ConfigError, match="networks.base.transformer"):
+        resolve(_mutate(base, ("networks", "base", "transformer"), {"depth": 2}))
+    with pytest.raises(ConfigError, match="networks.base"):
+        resolve(_mutate(base, ("networks", "base", "gru"), {"d": 8}))
+    with pytest.raises(ConfigError, match="networks.base.transformer"):
+        resolve(_mutate(base, ("networks", "base", "transformer"), {"d": 30}))  # 30 heads of 4: not divisible
+
+
 def test_paper_b_values_as_published(base):
     b = resolve(base)["paper_b"]
     m = b["models"]

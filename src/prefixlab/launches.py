@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prefixlab.coins.jobs import network_subtree
 from prefixlab.kernels import aot
 
 
@@ -24,7 +25,7 @@ def attention_shapes(cfg: dict) -> dict[tuple[int, int, bool], set[str]]:
     if "transformer" in cfg["archs"]:
         for exp in cfg["run_experiments"]:
             e = cfg["experiments"][exp]
-            net = cfg["networks"][e["network"]]
+            net = network_subtree(cfg, e["network"], "transformer")
             E = net["d"] // net["heads"]
             L = e.get("prefix_length", cfg["tune"]["prefix_length"])
             if e["pretrained"]:
@@ -49,7 +50,8 @@ def launches(cfg: dict) -> list[aot.Launch]:
 
     out = []
     if "lstm" in cfg["archs"] and cfg["run_experiments"]:
-        widths = sorted({cfg["networks"][cfg["experiments"][e]["network"]]["width"] for e in cfg["run_experiments"]})
+        widths = sorted({network_subtree(cfg, cfg["experiments"][e]["network"], "lstm")["width"]
+                         for e in cfg["run_experiments"]})
         used = f"LSTM widths {widths} (the gate kernels do not depend on the width)"
         for keep in (False, True):
             out.append(aot.Launch("lstm_fwd", (("HAS_KEEP", keep), ("BLOCK", lstm.BLOCK)), lstm.NUM_WARPS, used))

@@ -9,6 +9,9 @@ from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 from prefixlab.config import ConfigError, build, check, positive_ints
 
 
+ARCHS = ("lstm", "transformer")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NetworkConfig:
     arch: str
@@ -21,7 +24,7 @@ class NetworkConfig:
     vocab: int = 2
 
     def __post_init__(self):
-        check(self.arch in ("lstm", "transformer"), "arch", f"unknown arch {self.arch!r}")
+        check(self.arch in ARCHS, "arch", f"unknown arch {self.arch!r}")
         positive_ints(self, ("d", "width", "layers", "heads", "lora_rank", "vocab"))
         check(self.vocab >= 2, "vocab", "alphabet size must be >= 2")
         if self.arch == "transformer":

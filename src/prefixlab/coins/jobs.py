@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from prefixlab.config import ConfigError, as_config_key, check, check_defined, require
-from prefixlab.coins.configs import EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, sources_from_dict
+from prefixlab.coins.configs import ARCHS, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, sources_from_dict
 from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 log = logging.getLogger("prefixlab")
@@ -92,7 +92,12 @@ def vocab(cfg: dict) -> int:
 
 
 def network_subtree(cfg: dict, variant: str, arch: str) -> dict:
-    return {"arch": arch, "vocab": vocab(cfg), **cfg["networks"][variant]}
+    """The network `variant` as `arch` builds it: the shared size, then the arch's own values
+    (`networks.<variant>.<arch>`); the other arch's values stay out, so changing them reruns
+    none of this arch's jobs."""
+    net = cfg["networks"][variant]
+    shared = {k: v for k, v in net.items() if k not in ARCHS}
+    return {"arch": arch, "vocab": vocab(cfg), **shared, **net.get(arch, {})}
 
 
 def pretrain_job(cfg: dict, variant: str, arch: str) -> dict:
@@ -141,7 +146,8 @@ def check_config(cfg: dict) -> None:
     for exp in cfg["run_experiments"]:
         variant = cfg["experiments"][exp]["network"]
         for arch in cfg["archs"]:
-            as_config_key(NetworkConfig.from_dict, network_subtree(cfg, variant, arch), f"networks.{variant}")
+            where = f"networks.{variant}" + (f".{arch}" if arch in cfg["networks"][variant] else "")
+            as_config_key(NetworkConfig.from_dict, network_subtree(cfg, variant, arch), where)
             if cfg["experiments"][exp]["pretrained"]:
                 as_config_key(PretrainJob.from_dict, pretrain_job(cfg, variant, arch))
             as_config_key(EvalJob.from_dict, eval_job(cfg, exp, arch))  # includes the experiment's tune job
