@@ -200,3 +200,7 @@ def test_cpu_scale_resolves_with_the_published_depth_where_a_claim_needs_it(base
     assert quick["tune"]["steps"] <= cpu["tune"]["steps"] <= paper["tune"]["steps"]
     assert cpu["tune"]["repetitions"] >= quick["tune"]["repetitions"]
     assert cpu["run_experiments"] == paper["run_experiments"]
+    # A2 needs the Transformer's published width; the LSTM reaches TargetBayes at quick's
+    paper_tf, cpu_tf = (coins_jobs.network_subtree(c, "base", "transformer") for c in (paper, cpu))
+    assert (cpu_tf["d"], cpu_tf["width"]) == (paper_tf["d"], paper_tf["width"])
+    assert coins_jobs.network_subtree(cpu, "base", "lstm")["d"] < paper_tf["d"]
