@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from prefixlab.claims import ClaimCheck, MissingData, Verdict, finite_max, finite_min, fmt, need
+from prefixlab.coins.configs import ARCHS
 from prefixlab.coins.figures import common, style
 from prefixlab.plotting import Inputs
 from prefixlab.coins.methods import PREFIX_METHODS
@@ -52,8 +53,6 @@ DEFAULTS = {
     "a6_min_corr": 0.5,
     "a6_distance_ratio": 1.0,
 }
-ARCHS = ("lstm", "transformer")
-
 
 
 # ----------------------------------------------------------------------------- helpers

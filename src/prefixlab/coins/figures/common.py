@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from prefixlab.coins.configs import ARCHS
 from prefixlab.plotting import Inputs, split_key
 from prefixlab.coins.figures import style
 
@@ -25,8 +26,6 @@ def select(data: Inputs, prefix: str, name: str | None = None, arch: str | None 
 def get(data: Inputs, prefix: str, name: str, arch: str) -> xr.Dataset | None:
     return data.get(f"{prefix}_{name}_{arch}") if prefix != "pretrain" else data.get(f"pretrain_{arch}_{name}")
 
-
-ARCHS = ("lstm", "transformer")
 
 
 def arch_order(archs) -> list[str]:
