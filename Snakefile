@@ -1,4 +1,5 @@
-# prefixlab: rebuilds the figures of Genewein et al. 2025 (Paper A) from config.yaml.
+# prefixlab: rebuilds the figures of Genewein et al. 2025 (Paper A) and Petrov et al. 2024 (Paper B)
+# from config.yaml.
 # Usage: snakemake --cores 2 all_figures [--config scale=quick]
 from snakemake.utils import min_version
 
