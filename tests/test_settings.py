@@ -200,7 +200,10 @@ def test_cpu_scale_resolves_with_the_published_depth_where_a_claim_needs_it(base
     assert quick["tune"]["steps"] <= cpu["tune"]["steps"] <= paper["tune"]["steps"]
     assert cpu["tune"]["repetitions"] >= quick["tune"]["repetitions"]
     assert cpu["run_experiments"] == paper["run_experiments"]
-    # A2 needs the Transformer's published width; the LSTM reaches TargetBayes at quick's
+    # A2 needs the Transformer's published width; the LSTM reaches TargetBayes at quick's width
     paper_tf, cpu_tf = (coins_jobs.network_subtree(c, "base", "transformer") for c in (paper, cpu))
     assert (cpu_tf["d"], cpu_tf["width"]) == (paper_tf["d"], paper_tf["width"])
     assert coins_jobs.network_subtree(cpu, "base", "lstm")["d"] < paper_tf["d"]
+    # A5 needs the d = 4 LSTM's published 128 units (at 64 its SoftPT keeps a lead RealPT loses)
+    paper_d4, cpu_d4 = (coins_jobs.network_subtree(c, "d4", "lstm") for c in (paper, cpu))
+    assert (cpu_d4["d"], cpu_d4["width"]) == (paper_d4["d"], paper_d4["width"]) == (4, 128)
