@@ -27,7 +27,6 @@ def get(data: Inputs, prefix: str, name: str, arch: str) -> xr.Dataset | None:
     return data.get(f"{prefix}_{name}_{arch}") if prefix != "pretrain" else data.get(f"pretrain_{arch}_{name}")
 
 
-
 def arch_order(archs) -> list[str]:
     return sorted(archs, key=lambda a: (ARCHS.index(a) if a in ARCHS else 99, a))
 
