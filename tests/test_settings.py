@@ -204,6 +204,6 @@ def test_cpu_scale_resolves_with_the_published_depth_where_a_claim_needs_it(base
     paper_tf, cpu_tf = (coins_jobs.network_subtree(c, "base", "transformer") for c in (paper, cpu))
     assert (cpu_tf["d"], cpu_tf["width"]) == (paper_tf["d"], paper_tf["width"])
     assert coins_jobs.network_subtree(cpu, "base", "lstm")["d"] < paper_tf["d"]
-    # A5 needs the d = 4 LSTM's published 128 units (at 64 its SoftPT keeps a lead RealPT loses)
+    # A5 needs the d = 4 LSTM's published 128 units at cpu and quick scale alike (at 64 its SoftPT keeps a lead RealPT loses)
     paper_d4, cpu_d4, quick_d4 = (coins_jobs.network_subtree(c, "d4", "lstm") for c in (paper, cpu, quick))
     assert (cpu_d4["d"], cpu_d4["width"]) == (quick_d4["d"], quick_d4["width"]) == (paper_d4["d"], paper_d4["width"]) == (4, 128)
