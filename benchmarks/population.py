@@ -14,8 +14,8 @@ Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul 
 1. per-member step: 3 SoftPT members vs 3 FullWT members (ms per member-step, ratio)
 2. the paper population (every gradient method x repetitions) for one step: GFLOP/s,
    % of peak, and its per-member cost against the 3-member populations above
-3. the LSTM recurrence (input projection + recurrence, forward + backward, one member)
-   against torch.nn.LSTM at the same shapes, frozen weights (SoftPT) and trained (FullWT)
+3. the LSTM layer as the torso runs it (input projection + recurrence, forward + backward,
+   one member) against torch.nn.LSTM at the same shapes, frozen weights (SoftPT) and trained (FullWT)
 4. forward-only: evaluation (a 512-sequence chunk of 200 steps, every evaluation member)
    and the HardPT search (all V^L prefixes on a 512-sequence chunk of the search set)
 --profile: torch profiler table (top ops by self time) of one population step per torso.
@@ -36,7 +36,6 @@ from prefixlab.coins import networks, population, tune
 from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.methods import GRADIENT_METHODS, WEIGHT_METHODS
 from prefixlab.coins.population import Member
-from prefixlab.kernels.lstm import lstm_recurrence
 
 SINGLE = SourceConfig(kind="single", biases=((0.2, 0.8),))
 L, N, BATCH = 6, 50, 256
@@ -106,9 +105,8 @@ def lstm_vs_torch(net: NetworkConfig, train_weights: bool) -> tuple[float, float
     wx, wh, b = (p[k].clone().requires_grad_(train_weights) for k in ("lstm0_wx", "lstm0_wh", "lstm0_b"))
     up = torch.randn(BATCH, T, W, generator=gen)
 
-    def ours():
-        xproj = (x @ wx + b)[None]
-        h, _ = lstm_recurrence(xproj, wh)
+    def ours():  # the torso's own dispatch: PyTorch's fused LSTM on the CPU, the kernel on CUDA
+        h, _ = networks.lstm_torso(net, {"lstm0_wx": wx, "lstm0_wh": wh, "lstm0_b": b}, x[None], None, None, False)
         torch.autograd.grad(h, [x] + ([wx, wh, b] if train_weights else []), up[None])
 
     ref = torch.nn.LSTM(D, W, batch_first=True)

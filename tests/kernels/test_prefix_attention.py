@@ -89,3 +89,23 @@ def test_auto_mode_sends_only_prefixed_attention_to_the_kernel(monkeypatch):
     with kernels.mode("triton"):
         prefix_attention(q, k, v, key_valid=valid)
         assert len(calls) == 2
+
+
+def test_causal_reference_equals_the_explicit_mask_bitwise():
+    """Without prefix or pads the reference asks SDPA for is_causal: on the CPU the same
+    numbers, forward and backward, as the explicit visibility mask it replaces."""
+    import torch.nn.functional as F
+
+    from prefixlab.kernels.prefix_attention.naive import prefix_attention_reference, visibility
+
+    P, B, H, T, E = 2, 3, 2, 57, 16
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(P, B, H, T, E, generator=g).requires_grad_() for _ in range(3))
+    up = torch.randn(P, B, H, T, E, generator=g)
+    out = prefix_attention_reference(q, k, v, scale=0.25)
+    mask = visibility(T, 0, None, P, q.device)[:, None].expand(P, B, 1, T, T).reshape(P * B, 1, T, T)
+    explicit = F.scaled_dot_product_attention(*(t.reshape(P * B, H, T, E) for t in (q, k, v)), attn_mask=mask,
+                                              scale=0.25).reshape(P, B, H, T, E)
+    assert torch.equal(out, explicit)
+    for a, b in zip(grads([out], [q, k, v], [up]), grads([explicit], [q, k, v], [up])):
+        assert torch.equal(a, b)

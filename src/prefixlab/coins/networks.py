@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from prefixlab import kernels
 from prefixlab.coins.configs import NetworkConfig
 from prefixlab.coins.init import lecun_normal, orthogonal
-from prefixlab.kernels.lstm import lstm_recurrence
+from prefixlab.kernels.lstm import lstm_recurrence, torch_fused
 from prefixlab.kernels.prefix_attention import prefix_attention
 
 Params = dict[str, torch.Tensor]
@@ -163,8 +164,13 @@ def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool)
     """
     cells, hiddens = [], []
     for l in range(cfg.layers):
-        xproj = _linear(x, p[f"lstm{l}_wx"]) + _per_member(p[f"lstm{l}_b"], x)  # (P, B, T, 4W)
-        x, c = lstm_recurrence(xproj, p[f"lstm{l}_wh"], valid)
+        wx, wh, b = p[f"lstm{l}_wx"], p[f"lstm{l}_wh"], p[f"lstm{l}_b"]
+        if not record and kernels.get_mode() == "auto" and not kernels.use_triton(x) and torch_fused.applies(x, valid):
+            # the CPU's fast path (PyTorch's fused LSTM); it returns no cell states
+            x = torch_fused.lstm_layer(x, wx, wh, b, valid)
+            continue
+        xproj = _linear(x, wx) + _per_member(b, x)  # (P, B, T, 4W)
+        x, c = lstm_recurrence(xproj, wh, valid)
         if record:
             cells.append(c)
             hiddens.append(x)

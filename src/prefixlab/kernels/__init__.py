@@ -3,9 +3,10 @@
 kernels/lstm               the LSTM time recurrence of a population (own weights per member)
 kernels/prefix_attention   causal multi-head attention behind a prefix segment
 
-Dispatch (`use`): "auto" runs Triton on CUDA tensors and the reference on CPU tensors;
-"triton" forces the kernels (on CPU only under TRITON_INTERPRET=1, as the tests do);
-"reference" forces the PyTorch path.
+Dispatch (`use`): "auto" runs Triton on CUDA tensors and, on CPU tensors, the reference
+attention and PyTorch's own fused LSTM (lstm/torch_fused.py, faster there than the reference
+recurrence); "triton" forces the kernels (on CPU only under TRITON_INTERPRET=1, as the tests
+do); "reference" forces the PyTorch reference path.
 """
 
 from __future__ import annotations

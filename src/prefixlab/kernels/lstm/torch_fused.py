@@ -1,0 +1,79 @@
+"""One LSTM layer of a population through PyTorch's fused LSTM (`torch.lstm`): the CPU path.
+
+On the CPU `torch.lstm` runs oneDNN's LSTM, input projection and recurrence in one call, with
+a hand-fused backward; the reference recurrence dispatches the gate arithmetic op by op per
+step. Members sharing the frozen weights go through one call over all their rows; members
+with their own weights take one call each. Same numbers as the reference up to float rounding.
+
+lstm_layer(x, wx, wh, b, keep) -> h
+    x     (P, B, T, D)   layer input
+    wx    (D, 4W) shared or (P, D, 4W) per member; gate columns [i | g | f | o]
+    wh    (W, 4W) shared or (P, W, 4W) per member
+    b     (4W,) shared or (P, 4W) per member
+    keep  (P, T) bool or None: each member's steps are leading pads (False) then real steps
+    h     (P, B, T, W)   hidden state of every step, zero on the pads (the state they carry)
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _torch_gate_order(w: torch.Tensor) -> torch.Tensor:
+    """Gate columns [i | g | f | o] (ours) -> [i | f | g | o] (torch.lstm's rows)."""
+    i, g, f, o = w.chunk(4, dim=-1)
+    return torch.cat([i, f, g, o], dim=-1)
+
+
+def leading_pads(keep: torch.Tensor | None, P: int, T: int) -> list[int] | None:
+    """Each member's number of leading pads, or None when some member's pads are not all
+    leading (then this path does not apply)."""
+    if keep is None:
+        return [0] * P
+    pads = (~keep).sum(1)
+    steps = torch.arange(T, device=keep.device)
+    if not bool((keep == (steps[None] >= pads[:, None])).all()):
+        return None
+    return pads.tolist()
+
+
+def applies(x: torch.Tensor, keep: torch.Tensor | None) -> bool:
+    """Whether lstm_layer can compute this call: CPU float32 tensors, pads only leading."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32
+            and leading_pads(keep, x.shape[0], x.shape[2]) is not None)
+
+
+def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, T, D) rows through one LSTM from a zero state -> (N, T, W)."""
+    W = wh.shape[-1] // 4
+    zero = x.new_zeros(1, x.shape[0], W)
+    weights = [_torch_gate_order(wx).t(), _torch_gate_order(wh).t(), _torch_gate_order(b), torch.zeros_like(b)]
+    out, _, _ = torch.lstm(x, (zero, zero), weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    return out
+
+
+def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+    P, B, T, _ = x.shape
+    W = wh.shape[-1] // 4
+    pads = leading_pads(keep, P, T)
+    if pads is None:
+        raise ValueError("lstm_layer: pads must lead each member's sequence")
+    parts, order = [], []
+    if wx.dim() == 2 and wh.dim() == 2 and b.dim() == 1:  # one call per pad count, over every member with it
+        for k in sorted(set(pads)):
+            rows = [m for m in range(P) if pads[m] == k]
+            h = _run(x[rows, :, k:].reshape(len(rows) * B, T - k, -1), wx, wh, b).reshape(len(rows), B, T - k, W)
+            parts.append(torch.cat([h.new_zeros(len(rows), B, k, W), h], dim=2) if k else h)
+            order += rows
+    else:
+        for m in range(P):
+            k = pads[m]
+            own = [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
+            h = _run(x[m, :, k:], *own)[None]
+            parts.append(torch.cat([h.new_zeros(1, B, k, W), h], dim=2) if k else h)
+            order.append(m)
+    out = torch.cat(parts) if len(parts) > 1 else parts[0]
+    if order != list(range(P)):
+        out = out[torch.argsort(torch.tensor(order, device=x.device))]
+    return out
