@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 SCALE ?= quick
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: setup quick paper test lint report gpu-check clean-venv
 
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU build first, so nothing pulls the multi-GB CUDA wheels on a CPU machine
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[workflow,test]'
+	$(BIN)/pip install -q -e '.[workflow]'
 	touch $(STAMP)
+
+# The test extras (pytest, scipy, Triton for the kernel tests) only where tests run: a CPU
+# machine's `make quick` needs none of them.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[workflow,test]'
+	touch $(TEST_STAMP)
 
 setup: $(STAMP)
 
@@ -36,7 +43,7 @@ quick: $(STAMP)
 paper: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) all_figures
 
-test: $(STAMP) $(OLD_TRITON)/.installed
+test: $(TEST_STAMP) $(OLD_TRITON)/.installed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
