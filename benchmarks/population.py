@@ -1,7 +1,7 @@
 """Paper A's tuning population on this machine: per-member cost, useful FLOP rate, LSTM
 recurrence against torch.nn.LSTM, evaluation and the HardPT search.
 
-python benchmarks/population.py [--steps 2] [--repetitions 10] [--threads 0] [--profile]
+python benchmarks/population.py [--steps 2] [--repetitions 10] [--threads 0] [--profile] [--arch both]
 
 Paper shapes throughout: d 128, width 128, batch 256, length 50 + prefix 6 (57 positions).
 Useful FLOPs count only what a member needs: 2 x forward for a prefix member (forward and
@@ -159,6 +159,7 @@ def main():
     ap.add_argument("--repetitions", type=int, default=10, help="repetitions of the paper population (published: 10)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--arch", choices=("lstm", "transformer", "both"), default="both")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -166,7 +167,7 @@ def main():
     peak = matmul_peak()
     print(f"threads={torch.get_num_threads()} fp32 matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3 torch.matmul)")
     lines = []
-    for arch in ("lstm", "transformer"):
+    for arch in ("lstm", "transformer") if args.arch == "both" else (args.arch,):
         net = NetworkConfig(arch=arch)
         base = networks.init_params(net)
         cost = {}
