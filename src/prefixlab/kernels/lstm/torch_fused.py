@@ -63,7 +63,8 @@ def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Ten
     if wx.dim() == 2 and wh.dim() == 2 and b.dim() == 1:  # one call per pad count, over every member with it
         for k in sorted(set(pads)):
             rows = [m for m in range(P) if pads[m] == k]
-            h = _run(x[rows, :, k:].reshape(len(rows) * B, T - k, -1), wx, wh, b).reshape(len(rows), B, T - k, W)
+            group = x if len(rows) == P else x[rows]  # no copy when every member has the same pads
+            h = _run(group[:, :, k:].reshape(len(rows) * B, T - k, -1), wx, wh, b).reshape(len(rows), B, T - k, W)
             parts.append(torch.cat([h.new_zeros(len(rows), B, k, W), h], dim=2) if k else h)
             order += rows
     else:
