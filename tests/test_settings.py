@@ -105,6 +105,21 @@ def test_tune_subtree_is_exactly_what_tuning_needs(base):
     assert coins_jobs.eval_job(changed, "r2s", "lstm") == coins_jobs.eval_job(cfg, "r2s", "lstm")
 
 
+def test_l25_experiments_take_their_weight_members_from_the_base_experiment(base):
+    cfg = resolve(base)
+    donors = {(e, a): coins_jobs.weight_donor(cfg, e, a) for e in cfg["run_experiments"] for a in cfg["archs"]}
+    assert {k: v for k, v in donors.items() if v} == {("r2s_L25", a): "r2s" for a in cfg["archs"]} | {
+        ("r2m_L25", a): "r2m" for a in cfg["archs"]}
+    # a rate of r2m's own for FullWT makes its weight members differ from r2m_L25's: no donor
+    changed = resolve(_mutate(base, ("experiments", "r2m", "method_lr"), {"FullWT": 2.0e-3}))
+    assert coins_jobs.weight_donor(changed, "r2m_L25", "lstm") is None
+    assert coins_jobs.weight_donor(changed, "r2s_L25", "lstm") == "r2s"
+    # LoRAWT's rate does not reach the LSTM, which has no LoRAWT member
+    lora = resolve(_mutate(base, ("experiments", "r2m", "method_lr"), {"LoRAWT": 2.0e-3}))
+    assert (coins_jobs.weight_donor(lora, "r2m_L25", "lstm"), coins_jobs.weight_donor(lora, "r2m_L25", "transformer")) == (
+        "r2m", None)
+
+
 def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):
     """tune.method_lr for LoRAWT (Transformer only) or FullWT (pretrained only) leaves every other
     job's subtree as it was, so changing it reruns only the jobs that train that method."""

@@ -226,6 +226,17 @@ def weights_flag(wildcards, input):
     return f"--weights {input.weights}" if input.weights else ""
 
 
+def weight_donor_files(wildcards):
+    """The tuning output (.nc, .pt) of the experiment that trains this one's weight members
+    exactly (coins/jobs.py weight_donor: r2s for r2s_L25), or none."""
+    donor = coins_jobs.weight_donor(CFG, wildcards.exp, wildcards.arch)
+    return [data_file("tune", donor, wildcards.arch), f"{PA}/tune/{donor}_{wildcards.arch}.pt"] if donor else []
+
+
+def donor_flags(wildcards, input):
+    return f"--donor-nc {input.donor[0]} --donor-weights {input.donor[1]}" if input.donor else ""
+
+
 def search_flag(wildcards, output):
     return f"--out-search {output.search}" if "search" in output.keys() else ""
 

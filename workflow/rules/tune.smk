@@ -7,6 +7,7 @@ rule tune:
     input:
         code=command_code("tune"),
         weights=pretrained_weights,
+        donor=weight_donor_files,
     output:
         nc=f"{PA}/tune/{{exp}}_{{arch}}.nc",
         search=f"{PA}/tune/{{exp}}_{{arch}}_search.nc",
@@ -18,6 +19,7 @@ rule tune:
         kernels=CFG["kernels"],
         command="tune",
         search=search_flag,
+        donor=donor_flags,
     log:
         f"{LOGS_A}/tune/{{exp}}_{{arch}}.log",
     benchmark:
@@ -32,7 +34,8 @@ rule tune:
         "../../envs/prefixlab.yaml"
     shell:
         "python -m prefixlab {params.command} --config {params.cfg:q} {params.weights} --threads {threads} --device {params.device}"
-        " --kernels {params.kernels} --out-nc {output.nc} {params.search} --out-weights {output.weights} > {log} 2>&1"
+        " --kernels {params.kernels} --out-nc {output.nc} {params.search} --out-weights {output.weights} {params.donor}"
+        " > {log} 2>&1"
 
 
 use rule tune as sort_tune with:
@@ -49,6 +52,7 @@ use rule tune as sort_tune with:
         kernels=CFG["kernels"],
         command="sort-tune",
         search=search_flag,
+        donor="",
     log:
         f"{LOGS_B}/tune/{{bexp}}_{{brun}}.log",
     benchmark:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from prefixlab.config import ConfigError, as_config_key, check, check_defined, require
 from prefixlab.coins.configs import ARCHS, EvalConfig, NetworkConfig, SourceConfig, TrainConfig, TuneConfig, sources_from_dict
-from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
+from prefixlab.coins.methods import EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS, WEIGHT_METHODS
 
 log = logging.getLogger("prefixlab")
 
@@ -62,6 +63,40 @@ class TuneJob:
               "FullWT is not offered for untrained networks")
         _check_vocab({"pretrain_source": job.pretrain_source, job.target: job.target_source}, job.network.vocab)
         return job
+
+
+# Tune settings that reach only the prefix members and the prefix searches. Weight-tuning
+# members see no prefix: two experiments that differ only here (r2s and r2s_L25) train
+# bitwise the same weight members, so the second takes them from the first's output.
+# Learning rates are compared per weight method (`lr_of`), the methods as a subset.
+PREFIX_ONLY_TUNE_SETTINGS = ("prefix_length", "hard_search", "prefix_seed", "search_sequences", "search_seed",
+                             "log_every", "methods", "lr", "method_lr")
+
+
+def weight_methods(job: TuneJob) -> tuple[str, ...]:
+    return tuple(m for m in job.methods if m in WEIGHT_METHODS)
+
+
+def weight_member_settings(job: TuneJob) -> dict:
+    """Everything a tune job's weight-tuning members depend on, method list aside."""
+    tune = {k: v for k, v in dataclasses.asdict(job.tune).items() if k not in PREFIX_ONLY_TUNE_SETTINGS}
+    return {"network": job.network, "pretrained": job.pretrained, "target_source": job.target_source, "tune": tune}
+
+
+def weight_donor_mismatch(donor: TuneJob, job: TuneJob) -> str | None:
+    """Why `donor`'s weight members are not `job`'s (None when they are the same runs)."""
+    missing = [m for m in weight_methods(job) if m not in weight_methods(donor)]
+    if missing:
+        return f"it trains no {missing}"
+    rates = [m for m in weight_methods(job) if donor.tune.lr_of(m) != job.tune.lr_of(m)]
+    if rates:
+        return f"learning rates of {rates} differ"
+    mine, theirs = weight_member_settings(job), weight_member_settings(donor)
+    for key in mine:
+        if mine[key] != theirs[key]:
+            differ = [k for k in mine[key] if mine[key][k] != theirs[key][k]] if key == "tune" else []
+            return f"{key} differs" + (f" ({', '.join(differ)})" if differ else "")
+    return None
 
 
 def _check_vocab(sources: dict, vocab: int) -> None:
@@ -130,6 +165,21 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
     return {"experiment": exp, "network": network_subtree(cfg, e["network"], arch), "pretrained": e["pretrained"],
             "pretrain_source": cfg["sources"][cfg["pretrain_source"]], "target": e["target"],
             "target_source": cfg["sources"][e["target"]], "tune": tune}
+
+
+def weight_donor(cfg: dict, exp: str, arch: str) -> str | None:
+    """The first configured experiment before `exp` whose tuning job trains `exp`'s weight
+    members exactly (see PREFIX_ONLY_TUNE_SETTINGS), or None. Only earlier experiments
+    donate, so no donor has a donor of its own (the relation is transitive)."""
+    job = TuneJob.from_dict(tune_job(cfg, exp, arch))
+    if not weight_methods(job):
+        return None
+    for other in cfg["run_experiments"]:
+        if other == exp:
+            return None
+        if weight_donor_mismatch(TuneJob.from_dict(tune_job(cfg, other, arch)), job) is None:
+            return other
+    return None
 
 
 def eval_job(cfg: dict, exp: str, arch: str) -> dict:

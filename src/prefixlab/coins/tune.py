@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import xarray as xr
 
 from prefixlab.coins import bayes, data, networks, population
-from prefixlab.coins.jobs import TuneJob
+from prefixlab.coins.jobs import TuneJob, weight_donor_mismatch
+from prefixlab.coins.methods import WEIGHT_METHODS
 from prefixlab.coins.networks import Params
 from prefixlab.coins.population import Member
 from prefixlab import storage
 from prefixlab.config import ConfigError
-from prefixlab.storage import var
+from prefixlab.optim import TrainResult
+from prefixlab.storage import DataError, var
 
 log = logging.getLogger("prefixlab")
 
@@ -74,18 +79,111 @@ def gradient_members(job: TuneJob) -> list[Member]:
     return [Member(m, r) for m in job.methods if m != "HardPT" for r in range(job.tune.repetitions)]
 
 
-def run(job: TuneJob, weights: Params | None, device="cpu"):
-    """Returns (tune Dataset, hard-search Dataset or None, tuned-state dict for evaluation)."""
+def base_digest(base: Params) -> str:
+    """sha256 of the base network's tensors: a donor must have tuned from the same weights."""
+    h = hashlib.sha256()
+    for name in sorted(base):
+        h.update(name.encode())
+        h.update(base[name].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightDonor:
+    """Another experiment's tuning output that holds this job's weight-tuning members, trained
+    exactly as this job would train them (jobs.PREFIX_ONLY_TUNE_SETTINGS): r2s_L25 takes
+    FullWT, LoRAWT and the embedding methods from r2s instead of training them again."""
+
+    path: str
+    tune_ds: xr.Dataset
+    state: dict
+
+    @classmethod
+    def load(cls, nc_path, weights_path, job: TuneJob, base: Params) -> "WeightDonor":
+        ds = storage.read(nc_path, "tune")
+        donor_job = TuneJob.from_dict(json.loads(ds.attrs["config"]))
+        why = weight_donor_mismatch(donor_job, job)
+        if why:
+            raise ConfigError(f"{nc_path}: tuning job {donor_job.experiment!r} cannot give {job.experiment!r} its weight "
+                              f"members: {why}")
+        if ds.attrs.get("base_sha256") != base_digest(base):
+            raise DataError(f"{nc_path}: tuned from other base weights than {job.experiment!r} (base_sha256 differs)")
+        state = storage.load_torch(weights_path)
+        labels = [(str(m), int(r)) for m, r in zip(ds["member_method"].values, ds["member_repetition"].values)]
+        if [(str(m), int(r)) for m, r in state["members"]] != labels:
+            raise DataError(f"{weights_path}: its members are not those of {nc_path}")
+        return cls(str(nc_path), ds, state)
+
+    def index(self, member: Member) -> int:
+        """The donor's row of one member."""
+        labels = list(zip(self.tune_ds["member_method"].values.tolist(), self.tune_ds["member_repetition"].values.tolist()))
+        return labels.index((member.method, member.repetition))
+
+    def fill(self, pop: population.Population, rows: list[int]) -> None:
+        """Put the donor's trained weights of members `rows` into pop's network tensors."""
+        where = {self.index(pop.members[i]): i for i in rows}
+        with torch.no_grad():
+            for name, entry in self.state["weights"].items():
+                mine = [(k, where[int(d)]) for k, d in enumerate(entry["rows"].tolist()) if int(d) in where]
+                if mine:
+                    picked, members = zip(*mine)
+                    pop.params[name][pop.own_index(torch.tensor(members))] = entry["values"][list(picked)].to(pop.kind.device)
+
+    def curves(self, rows: list[int], members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, len(rows)) training loss and gradient norm of members `rows`."""
+        donor_rows = [self.index(members[i]) for i in rows]
+        return (self.tune_ds["tune_loss"].values[donor_rows].T.astype(np.float32),
+                self.tune_ds["grad_norm"].values[donor_rows].T.astype(np.float32))
+
+
+def train_population(job: TuneJob, base: Params, pop: population.Population, donor: WeightDonor | None,
+                     device) -> TrainResult:
+    """Train pop's members in place; with a donor, only those the donor does not hold."""
+    t = job.tune
+    members, R = pop.members, t.repetitions
+    donated = [i for i, m in enumerate(members) if donor is not None and m.method in WEIGHT_METHODS]
+    own = [i for i in range(len(members)) if i not in donated]
+    trained = pop if not donated else population.build(job.network, base, [members[i] for i in own], t.prefix_length,
+                                                        prefix_seed=t.prefix_seed, device=device)
+    result = None
+    if own:
+        result = population.train(trained, job.target_source, steps=t.steps, batch=t.batch, length=t.length, lr=t.lr,
+                                  clip=t.clip, data_seeds=[t.data_seeds_start + r for r in range(R)],
+                                  clip_norm_over=t.clip_norm_over, log_every=t.log_every,
+                                  label=f"tune {job.experiment}/{job.network.arch}",
+                                  member_lr=[t.lr_of(m.method) for m in trained.members] if t.method_lr else None,
+                                  reference=job.target_source)
+    if not donated:
+        return result
+    donor.fill(pop, donated)
+    loss = np.zeros((t.steps, len(members)), dtype=np.float32)
+    norm = np.zeros_like(loss)
+    loss[:, donated], norm[:, donated] = donor.curves(donated, members)
+    reference = donor.tune_ds["target_bayes_loss"].values.T
+    if result is not None:
+        with torch.no_grad():
+            for k in (population.PREFIX_TOKEN_KEY, population.PREFIX_SOFT_KEY):
+                pop.params[k][own] = trained.params[k]
+        loss[:, own], norm[:, own] = result.loss, result.grad_norm
+        # The same data streams give the same TargetBayes loss on every batch: a cheap check that
+        # the donor's members saw the batches this job's members saw.
+        reps = sorted({m.repetition for m in trained.members})
+        if not np.array_equal(result.reference_loss, reference[:, reps]):
+            raise DataError(f"{donor.path}: its training batches differ from {job.experiment!r}'s (TargetBayes loss)")
+    log.info("%s: %d weight members taken from %s", job.experiment, len(donated), donor.path)
+    return TrainResult(loss, norm, result.seconds if result is not None else 0.0, reference)
+
+
+def run(job: TuneJob, weights: Params | None, device="cpu", donor_paths: tuple[str, str] | None = None):
+    """Returns (tune Dataset, hard-search Dataset or None, tuned-state dict for evaluation).
+    donor_paths: (.nc, .pt) of a tuning output whose weight members this job takes (WeightDonor)."""
     t = job.tune
     L, V, R = t.prefix_length, job.network.vocab, t.repetitions
     base = base_network(job, weights)
+    donor = WeightDonor.load(*donor_paths, job, base) if donor_paths else None
     members = gradient_members(job)
     pop = population.build(job.network, base, members, L, prefix_seed=t.prefix_seed, device=device)
-    result = population.train(pop, job.target_source, steps=t.steps, batch=t.batch, length=t.length, lr=t.lr, clip=t.clip,
-                              data_seeds=[t.data_seeds_start + r for r in range(R)], clip_norm_over=t.clip_norm_over,
-                              log_every=t.log_every, label=f"tune {job.experiment}/{job.network.arch}",
-                              member_lr=[t.lr_of(m.method) for m in members] if t.method_lr else None,
-                              reference=job.target_source)
+    result = train_population(job, base, pop, donor, device)
     search = search_set(job)
     hard_ds, hard_prefix = None, torch.full((L, V), float("nan"))
     if "HardPT" in job.methods and t.hard_search:
@@ -124,6 +222,7 @@ def run(job: TuneJob, weights: Params | None, device="cpu"):
             "repetition": np.arange(R),
         },
     )
+    ds.attrs["base_sha256"] = base_digest(base)
     # Wall-clock time goes to the log, not the file: outputs must be bitwise reproducible.
     log.info("%s: tuned %d members in %.1fs", job.experiment, len(members), result.seconds)
     state = {"members": [(m.method, m.repetition) for m in members], "weights": {}}
@@ -145,7 +244,10 @@ def command(args, cfg: dict) -> None:
     job = TuneJob.from_dict(cfg)
     if job.pretrained and not args.weights:
         raise ConfigError(f"tune {job.experiment}: a pretrained experiment needs --weights")
-    ds, hard_ds, state = run(job, pretrained_weights(args.weights, job), args.device)
+    if bool(args.donor_nc) != bool(args.donor_weights):
+        raise ConfigError("tune: --donor-nc and --donor-weights go together")
+    donor = (args.donor_nc, args.donor_weights) if args.donor_nc else None
+    ds, hard_ds, state = run(job, pretrained_weights(args.weights, job), args.device, donor)
     t = job.tune
     seeds = {"data_seeds": [t.data_seeds_start + r for r in range(t.repetitions)], "prefix_seed": t.prefix_seed,
              "search_seed": t.search_seed, "init_seed": job.network.init_seed}
