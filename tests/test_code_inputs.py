@@ -30,7 +30,8 @@ MODULES = sorted(str(p.relative_to(ROOT)) for p in (SRC / "prefixlab").rglob("*.
 def _entries() -> dict[str, tuple[str, ...]]:
     """Rule -> the modules its job runs, from the commands the rules call."""
     cli = "prefixlab.__main__"
-    commands = {"pretrain": "pretrain", "tune": "tune", "evaluate": "evaluate", "internal_states": "states",
+    commands = {"pretrain": "pretrain", "tune": "tune", "tune_weight_members": "tune", "evaluate": "evaluate",
+                "internal_states": "states",
                 "sort_pretrain": "sort-pretrain", "sort_tune": "sort-tune", "sort_evaluate": "sort-evaluate"}
     out = {rule: (cli, prefixlab.module_of(prefixlab.COMMANDS[c])) for rule, c in commands.items()}
     for name, target in prefixlab.FIGURES.items():

@@ -170,8 +170,9 @@ def test_snakemake_dry_run_stops_on_a_job_check(tmp_path):
 
 def test_cpu_scale_dry_runs_every_job_of_both_papers(tmp_path):
     """`--config scale=cpu all_figures` plans the quick scale's jobs plus one pretraining (Paper
-    B's experiment 3 on its own 4-layer model), in a checkout with no results (a copy of the
-    workflow sources, so the project's results/ do not count)."""
+    B's experiment 3 on its own 4-layer model) and less two shared weight-member jobs (r2m's own
+    FullWT rate at cpu scale makes its weight members differ from r2m_L25's), in a checkout with
+    no results (a copy of the workflow sources, so the project's results/ do not count)."""
     import shutil
     for rel in ("Snakefile", "config.yaml", "workflow", "src"):
         src = ROOT / rel
@@ -184,8 +185,9 @@ def test_cpu_scale_dry_runs_every_job_of_both_papers(tmp_path):
         table = proc.stdout.split("Job stats:")[1].split("total")[0]
         plans[scale] = {line.split()[0]: int(line.split()[1]) for line in table.strip().splitlines()[2:]}
         assert f"results/{scale}/claims.md" in proc.stdout
-    quick_plus_b3_model = {**plans["quick"], "sort_pretrain": plans["quick"]["sort_pretrain"] + 1}
-    assert plans["cpu"] == quick_plus_b3_model and plans["cpu"]["tune"] > 0, plans
+    expected = {**plans["quick"], "sort_pretrain": plans["quick"]["sort_pretrain"] + 1,
+                "tune_weight_members": plans["quick"]["tune_weight_members"] - 2}
+    assert plans["cpu"] == expected and plans["cpu"]["tune"] > 0 and plans["cpu"]["tune_weight_members"] == 2, plans
 
 
 def test_slurm_profile_groups_every_figure_and_the_claims_report():

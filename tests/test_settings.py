@@ -105,19 +105,33 @@ def test_tune_subtree_is_exactly_what_tuning_needs(base):
     assert coins_jobs.eval_job(changed, "r2s", "lstm") == coins_jobs.eval_job(cfg, "r2s", "lstm")
 
 
-def test_l25_experiments_take_their_weight_members_from_the_base_experiment(base):
+def test_l25_experiments_share_their_weight_members_with_the_base_experiment(base):
     cfg = resolve(base)
-    donors = {(e, a): coins_jobs.weight_donor(cfg, e, a) for e in cfg["run_experiments"] for a in cfg["archs"]}
-    assert {k: v for k, v in donors.items() if v} == {("r2s_L25", a): "r2s" for a in cfg["archs"]} | {
-        ("r2m_L25", a): "r2m" for a in cfg["archs"]}
-    # a rate of r2m's own for FullWT makes its weight members differ from r2m_L25's: no donor
+    groups = {(e, a): coins_jobs.weight_group(cfg, e, a) for e in cfg["run_experiments"] for a in cfg["archs"]}
+    assert {k: v for k, v in groups.items() if v} == {(e, a): e.removesuffix("_L25") for e in ("r2s", "r2m", "r2s_L25", "r2m_L25")
+                                                      for a in cfg["archs"]}
+    # a rate of r2m's own for FullWT makes its weight members differ from r2m_L25's: nothing shared
     changed = resolve(_mutate(base, ("experiments", "r2m", "method_lr"), {"FullWT": 2.0e-3}))
-    assert coins_jobs.weight_donor(changed, "r2m_L25", "lstm") is None
-    assert coins_jobs.weight_donor(changed, "r2s_L25", "lstm") == "r2s"
+    assert (coins_jobs.weight_group(changed, "r2m", "lstm"), coins_jobs.weight_group(changed, "r2m_L25", "lstm")) == (None, None)
+    assert coins_jobs.weight_group(changed, "r2s_L25", "lstm") == "r2s"
     # LoRAWT's rate does not reach the LSTM, which has no LoRAWT member
     lora = resolve(_mutate(base, ("experiments", "r2m", "method_lr"), {"LoRAWT": 2.0e-3}))
-    assert (coins_jobs.weight_donor(lora, "r2m_L25", "lstm"), coins_jobs.weight_donor(lora, "r2m_L25", "transformer")) == (
+    assert (coins_jobs.weight_group(lora, "r2m_L25", "lstm"), coins_jobs.weight_group(lora, "r2m_L25", "transformer")) == (
         "r2m", None)
+
+
+def test_weight_members_job_holds_no_prefix_setting(base):
+    cfg = resolve(base)
+    job = coins_jobs.weight_members_job(cfg, "r2s", "transformer")
+    assert job["tune"]["methods"] == ["FullWT", "LoRAWT", "EmbedWT", "UnembedWT", "Un+EmbedWT"]
+    assert not set(job["tune"]) & {"prefix_length", "hard_search", "prefix_seed", "search_sequences", "search_seed"}
+    tuned = TuneConfig.from_dict(job["tune"])
+    full = TuneConfig.from_dict(coins_jobs.tune_job(cfg, "r2s", "transformer")["tune"])
+    assert all(tuned.lr_of(m) == full.lr_of(m) for m in job["tune"]["methods"])
+    # r2s's prefix length reaches r2s's own tuning job, not the weight members it shares
+    longer = resolve(_mutate(base, ("experiments", "r2s", "prefix_length"), 4))
+    assert coins_jobs.weight_members_job(longer, "r2s", "transformer") == job
+    assert coins_jobs.tune_job(longer, "r2s", "transformer") != coins_jobs.tune_job(cfg, "r2s", "transformer")
 
 
 def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):

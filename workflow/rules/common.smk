@@ -227,10 +227,10 @@ def weights_flag(wildcards, input):
 
 
 def weight_donor_files(wildcards):
-    """The tuning output (.nc, .pt) of the experiment that trains this one's weight members
-    exactly (coins/jobs.py weight_donor: r2s for r2s_L25), or none."""
-    donor = coins_jobs.weight_donor(CFG, wildcards.exp, wildcards.arch)
-    return [data_file("tune", donor, wildcards.arch), f"{PA}/tune/{donor}_{wildcards.arch}.pt"] if donor else []
+    """The weight members this experiment shares with another (.nc, .pt; coins/jobs.py
+    weight_group: r2s and r2s_L25 take theirs from one job), or none."""
+    group = coins_jobs.weight_group(CFG, wildcards.exp, wildcards.arch)
+    return [f"{PA}/tune/weight_members/{group}_{wildcards.arch}.{ext}" for ext in ("nc", "pt")] if group else []
 
 
 def donor_flags(wildcards, input):

@@ -38,6 +38,30 @@ rule tune:
         " > {log} 2>&1"
 
 
+use rule tune as tune_weight_members with:
+    """The weight-tuning members that several experiments share (r2s and r2s_L25 differ only
+    in what reaches prefixes), trained once; each experiment's tuning job takes them."""
+    input:
+        code=command_code("tune"),
+        weights=pretrained_weights,
+    output:
+        nc=f"{PA}/tune/weight_members/{{exp}}_{{arch}}.nc",
+        search=f"{PA}/tune/weight_members/{{exp}}_{{arch}}_search.nc",
+        weights=f"{PA}/tune/weight_members/{{exp}}_{{arch}}.pt",
+    params:
+        cfg=lambda w: as_json(coins_jobs.weight_members_job(CFG, w.exp, w.arch)),
+        weights=weights_flag,
+        device=CFG["device"],
+        kernels=CFG["kernels"],
+        command="tune",
+        search=search_flag,
+        donor="",
+    log:
+        f"{LOGS_A}/tune/weight_members/{{exp}}_{{arch}}.log",
+    benchmark:
+        f"{BENCH_A}/tune/weight_members/{{exp}}_{{arch}}.tsv"
+
+
 use rule tune as sort_tune with:
     input:
         code=command_code("sort-tune"),

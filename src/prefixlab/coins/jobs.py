@@ -167,19 +167,36 @@ def tune_job(cfg: dict, exp: str, arch: str) -> dict:
             "target_source": cfg["sources"][e["target"]], "tune": tune}
 
 
-def weight_donor(cfg: dict, exp: str, arch: str) -> str | None:
-    """The first configured experiment before `exp` whose tuning job trains `exp`'s weight
-    members exactly (see PREFIX_ONLY_TUNE_SETTINGS), or None. Only earlier experiments
-    donate, so no donor has a donor of its own (the relation is transitive)."""
-    job = TuneJob.from_dict(tune_job(cfg, exp, arch))
-    if not weight_methods(job):
+def weight_group(cfg: dict, exp: str, arch: str) -> str | None:
+    """The experiment that names the weight-tuning members `exp` shares with another configured
+    experiment (see PREFIX_ONLY_TUNE_SETTINGS: r2s for r2s and r2s_L25), or None when no other
+    experiment trains them. The group's members train once (`weight_members_job`); each sharing
+    experiment's tuning job trains its prefix members and takes them. The first experiment in
+    run_experiments names the group, and every later one must train a subset of its methods."""
+    tuning = {e: TuneJob.from_dict(tune_job(cfg, e, arch)) for e in cfg["run_experiments"]}
+    tuning.setdefault(exp, TuneJob.from_dict(tune_job(cfg, exp, arch)))
+
+    def first(e):
+        return next(o for o in tuning if o == e or weight_donor_mismatch(tuning[o], tuning[e]) is None)
+
+    if not weight_methods(tuning[exp]):
         return None
-    for other in cfg["run_experiments"]:
-        if other == exp:
-            return None
-        if weight_donor_mismatch(TuneJob.from_dict(tune_job(cfg, other, arch)), job) is None:
-            return other
-    return None
+    group = first(exp)
+    shared = group != exp or any(e != exp and weight_methods(tuning[e]) and first(e) == exp for e in tuning)
+    return group if shared else None
+
+
+def weight_members_job(cfg: dict, group: str, arch: str) -> dict:
+    """The tuning job of a weight group's members alone: `group`'s weight methods, each at its
+    own rate, without the settings that reach only prefixes (so a prefix change reruns it not)."""
+    d = tune_job(cfg, group, arch)
+    job = TuneJob.from_dict(d)
+    methods = list(weight_methods(job))
+    rates = {m: job.tune.lr_of(m) for m in methods}
+    tune = {k: v for k, v in d["tune"].items() if k not in PREFIX_ONLY_TUNE_SETTINGS}
+    # every member's rate is in method_lr; lr is required but read by none
+    tune.update(methods=methods, method_lr=rates, lr=rates[methods[0]])
+    return {**d, "tune": tune}
 
 
 def eval_job(cfg: dict, exp: str, arch: str) -> dict:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from prefixlab import kernels
 from prefixlab.coins.configs import NetworkConfig
 from prefixlab.coins.init import lecun_normal, orthogonal
+from prefixlab.norms import standardize
 from prefixlab.kernels.lstm import lstm_recurrence, torch_fused
 from prefixlab.kernels.prefix_attention import prefix_attention
 
@@ -109,7 +110,7 @@ def _layer_norm(x, scale, bias=None):
     # x (P, B, T, D); scale/bias (D,) shared or (P, D) per member
     if scale.dim() == 1:
         return F.layer_norm(x, x.shape[-1:], scale, bias, eps=LN_EPS)
-    y = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * _per_member(scale, x)
+    y = standardize(x, LN_EPS) * _per_member(scale, x)
     return y if bias is None else y + _per_member(bias, x)
 
 

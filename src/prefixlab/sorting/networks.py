@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from prefixlab.kernels.prefix_attention import prefix_attention
 from prefixlab.sorting.configs import LORA_MATRICES, METHODS, GPTConfig  # noqa: F401 (re-exported)
 from prefixlab.kernels.prefix_attention.naive import visibility
+from prefixlab.norms import standardize
 
 DECAYED = ("attn_qkv", "attn_proj", "mlp_fc", "mlp_proj", "head")  # linear weights (weight decay applies)
 
@@ -113,7 +114,7 @@ class Model:
         w, b = self.weight(f"{name}.w"), self.weight(f"{name}.b")
         if w.dim() == 1:
             return F.layer_norm(x, (x.shape[-1],), w, b)
-        y = F.layer_norm(x, (x.shape[-1],))
+        y = standardize(x)
         expand = (slice(None),) + (None,) * (x.dim() - 2)
         return y * w[expand] + b[expand]
 
@@ -181,8 +182,10 @@ class Model:
         """(P, B, S, 3D) -> q, k, v (P, B, H, S, E)."""
         P, B, S, _ = qkv.shape
         H = self.cfg.heads
-        qkv = qkv.view(P, B, S, 3, H, self.cfg.d // H).permute(3, 0, 1, 4, 2, 5)
-        return qkv[0], qkv[1], qkv[2]
+        # unbind, not indexing: its backward stacks the three gradients, where three selects
+        # would each scatter into a zero tensor of all three and sum them (bitwise the same)
+        q, k, v = qkv.view(P, B, S, 3, H, self.cfg.d // H).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        return q, k, v
 
 
 def _matmul(x, w):
