@@ -90,9 +90,10 @@ def base_digest(base: Params) -> str:
 
 @dataclass(frozen=True)
 class WeightDonor:
-    """Another experiment's tuning output that holds this job's weight-tuning members, trained
-    exactly as this job would train them (jobs.PREFIX_ONLY_TUNE_SETTINGS): r2s_L25 takes
-    FullWT, LoRAWT and the embedding methods from r2s instead of training them again."""
+    """A tuning output that holds this job's weight-tuning members, trained exactly as this job
+    would train them (jobs.PREFIX_ONLY_TUNE_SETTINGS). In the workflow, r2s and r2s_L25 both take
+    FullWT, LoRAWT and the embedding methods from the job that trains them once
+    (jobs.weight_members_job); any other experiment's output with the same members serves too."""
 
     path: str
     tune_ds: xr.Dataset
