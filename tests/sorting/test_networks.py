@@ -172,6 +172,21 @@ def test_dropout_only_while_fine_tuning():
     assert torch.equal(model.forward(tokens[None]), model.forward(tokens[None]))
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_equals_mask_times_input_over_keep_rate(p):
+    """The dropout's where-form gives the product form's numbers, forward and backward, and
+    draws the same mask from the generator (a fine-tuning run's numbers do not move)."""
+    x = torch.randn(3, 5, 7, 11, requires_grad=True)
+    grad = torch.randn(3, 5, 7, 11)
+    out = networks._dropout(x, p, torch.Generator().manual_seed(4))
+    keep = torch.rand(x.shape, generator=torch.Generator().manual_seed(4)) >= p
+    expected = x * keep / (1 - p)
+    assert torch.equal(out, expected) and 0 < int(keep.sum()) < keep.numel()
+    (g_out,) = torch.autograd.grad(out, x, grad)
+    (g_expected,) = torch.autograd.grad(expected, x, grad)
+    assert torch.equal(g_out, g_expected)
+
+
 @pytest.mark.parametrize("L, ln_1", [(1, True), (1, False), (3, True)])
 def test_theory_identity_on_random_weights(L, ln_1):
     cfg = tiny(prefix_length=L, ln_1=ln_1)

@@ -200,7 +200,24 @@ def _dropout(x, p: float, generator):
     if p == 0:
         return x
     keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
-    return x * keep / (1 - p)
+    return _KeepScaled.apply(x, keep, 1 - p)
+
+
+class _KeepScaled(torch.autograd.Function):
+    """x * keep / scale for a bool mask `keep`, as `where`: the same numbers as the product
+    (zeros aside, whose sign no later sum sees), without casting the mask to float forward and
+    backward (a third of a Paper B pretraining step's dropout time)."""
+
+    @staticmethod
+    def forward(ctx, x, keep, scale: float):
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return torch.where(keep, x / scale, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return torch.where(keep, grad / ctx.scale, 0.0), None, None
 
 
 def attention_with_weights(q, k, v, prefix_k=None, prefix_v=None, p_drop: float = 0.0, generator=None):
