@@ -132,6 +132,9 @@ def test_weight_members_job_holds_no_prefix_setting(base):
     longer = resolve(_mutate(base, ("experiments", "r2s", "prefix_length"), 4))
     assert coins_jobs.weight_members_job(longer, "r2s", "transformer") == job
     assert coins_jobs.tune_job(longer, "r2s", "transformer") != coins_jobs.tune_job(cfg, "r2s", "transformer")
+    prefix_only = resolve(_mutate(base, ("experiments", "r2s", "methods"), ["SoftPT", "RealPT"]))
+    with pytest.raises(ConfigError, match="experiments.r2s: lstm trains no weight-tuning method"):
+        coins_jobs.weight_members_job(prefix_only, "r2s", "lstm")
 
 
 def test_a_method_rate_reaches_only_the_jobs_that_train_the_method(base):

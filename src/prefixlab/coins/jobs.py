@@ -192,6 +192,8 @@ def weight_members_job(cfg: dict, group: str, arch: str) -> dict:
     d = tune_job(cfg, group, arch)
     job = TuneJob.from_dict(d)
     methods = list(weight_methods(job))
+    if not methods:
+        raise ConfigError(f"experiments.{group}: {arch} trains no weight-tuning method, so it shares no weight members")
     rates = {m: job.tune.lr_of(m) for m in methods}
     tune = {k: v for k, v in d["tune"].items() if k not in PREFIX_ONLY_TUNE_SETTINGS}
     # every member's rate is in method_lr; lr is required but read by none
