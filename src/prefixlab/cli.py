@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune"); common(p)
     p.add_argument("--weights", help="pretrained weights (.pt); omit for untrained networks")
     p.add_argument("--out-nc", required=True); p.add_argument("--out-search", required=True); p.add_argument("--out-weights", required=True)
-    p.add_argument("--donor-nc", help="tuning output (.nc) holding this job's weight members (r2s for r2s_L25)")
+    p.add_argument("--donor-nc", help="tuning output (.nc) holding this job's weight members (the shared weight-members job's)")
     p.add_argument("--donor-weights", help="that output's trained tensors (.pt)")
     for name in ("evaluate", "states"):
         p = sub.add_parser(name); common(p)

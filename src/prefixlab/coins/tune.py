@@ -98,6 +98,7 @@ class WeightDonor:
     path: str
     tune_ds: xr.Dataset
     state: dict
+    rows: dict  # (method, repetition) -> the donor's row of that member
 
     @classmethod
     def load(cls, nc_path, weights_path, job: TuneJob, base: Params) -> "WeightDonor":
@@ -113,12 +114,11 @@ class WeightDonor:
         labels = [(str(m), int(r)) for m, r in zip(ds["member_method"].values, ds["member_repetition"].values)]
         if [(str(m), int(r)) for m, r in state["members"]] != labels:
             raise DataError(f"{weights_path}: its members are not those of {nc_path}")
-        return cls(str(nc_path), ds, state)
+        return cls(str(nc_path), ds, state, {label: i for i, label in enumerate(labels)})
 
     def index(self, member: Member) -> int:
         """The donor's row of one member."""
-        labels = list(zip(self.tune_ds["member_method"].values.tolist(), self.tune_ds["member_repetition"].values.tolist()))
-        return labels.index((member.method, member.repetition))
+        return self.rows[(member.method, member.repetition)]
 
     def fill(self, pop: population.Population, rows: list[int]) -> None:
         """Put the donor's trained weights of members `rows` into pop's network tensors."""
