@@ -28,7 +28,7 @@ import yaml
 from prefixlab.sorting import jobs as sorting_jobs
 from prefixlab.coins import jobs as coins_jobs
 from prefixlab.sorting import evaluate as sorting_evaluate, pretrain as sorting_pretrain, tune as sorting_tune
-from prefixlab import settings
+from prefixlab import cli, settings
 from prefixlab.coins import evaluate, networks, pretrain, tune
 from prefixlab.coins.jobs import EvalJob, PretrainJob
 from prefixlab.sorting.jobs import SortEvalJob, SortPretrainJob, SortTuneJob
@@ -243,6 +243,7 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--max-mem-gb", type=float, default=0,
                     help="address-space limit: a job needing more is reported as out of memory (0: none)")
     args = ap.parse_args(argv)
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     if args.max_mem_gb:
         import resource
         limit = int(args.max_mem_gb * 2**30)

@@ -32,6 +32,7 @@ import time
 
 import torch
 
+from prefixlab import cli
 from prefixlab.coins import networks, population, tune
 from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.methods import GRADIENT_METHODS, WEIGHT_METHODS
@@ -161,6 +162,7 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--arch", choices=("lstm", "transformer", "both"), default="both")
     args = ap.parse_args()
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

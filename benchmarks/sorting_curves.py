@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from prefixlab import settings, storage
+from prefixlab import cli, settings, storage
 from prefixlab.sorting import jobs as sorting_jobs, networks, tune
 from prefixlab.sorting.jobs import SortTuneJob
 
@@ -40,6 +40,7 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--curve-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())

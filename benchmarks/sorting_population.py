@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from prefixlab import kernels
+from prefixlab import cli, kernels
 from prefixlab.sorting import networks, population
 from prefixlab.sorting.configs import OptimConfig
 from prefixlab.sorting.data import PRETRAIN_TASKS, DigitSpec
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from prefixlab.coins import jobs as coins_jobs
-from prefixlab import kernels, settings
+from prefixlab import cli, kernels, settings
 from prefixlab.coins import networks, tune
 from prefixlab.coins.jobs import TuneJob
 
@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--steps", type=int, default=0, help="steps of the shorter timed run (0: 100 on CUDA, 1 on CPU)")
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     args = ap.parse_args()
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     modes = ("reference", "triton") if device == "cuda" else ("reference",)
     for arch in (("lstm", "transformer") if args.arch == "both" else (args.arch,)):

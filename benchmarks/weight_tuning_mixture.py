@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import yaml
 
-from prefixlab import settings
+from prefixlab import cli, settings
 from prefixlab.coins import evaluate, jobs as coins_jobs, networks, tune
 from prefixlab.coins.jobs import EvalJob
 
@@ -57,6 +57,7 @@ def main(argv=None) -> list[str]:
                     help="repetitions per method (0: the scale's; fewer make a paper-scale point affordable on a CPU)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
+    cli.keep_freed_memory()  # as every job runs (cli.py)
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
