@@ -22,8 +22,9 @@ def test_a_freed_large_tensor_is_reused_without_page_faults():
     for _ in range(2):  # the first ones fault their pages in (and settle the heap's layout)
         torch.ones(MB64)
     before = minor_faults()
-    for _ in range(5):
+    for _ in range(8):
         torch.ones(MB64)
-    pages = 5 * MB64 * 4 // resource.getpagesize()
-    # without the setting every one of these allocations maps fresh pages: 5 x 16384 faults
-    assert minor_faults() - before < pages // 20
+    pages = MB64 * 4 // resource.getpagesize()
+    # without the setting every one of these allocations maps fresh pages (8 x 16384 faults);
+    # with it, at most one more lands where the heap has to grow
+    assert minor_faults() - before < 2 * pages
