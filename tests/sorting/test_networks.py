@@ -80,6 +80,48 @@ def test_plain_model_matches_reference_with_slot_tokens():
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["lora", "finetune", None])
+def test_slot_rows_computed_once_equal_the_full_sequence(method):
+    # Without dropout the forward computes the slot rows once per member and lets the content
+    # attend to them as a prefix; the recording forward still runs every position of every sample.
+    cfg = tiny(lora_rank=2)
+    base = roughened(networks.init_weights(cfg))
+    own = {}
+    if method:
+        own = networks.member_tensors(cfg, base, method, 2, [0, 1])
+        g = torch.Generator().manual_seed(4)
+        own = {n: (t + 0.3 * torch.randn(t.shape, generator=g)).requires_grad_(True) for n, t in own.items()}
+    model = networks.Model(cfg, base, own, members=2)
+    x, y, tokens = batch(cfg, n=6)
+    tokens, outputs = tokens.expand(2, *tokens.shape), torch.from_numpy(y).expand(2, *y.shape)
+    assert model._slots_shared(tokens, 0.0, False)
+    shared = model.forward(tokens)
+    full, _ = model.forward(tokens, record=True)
+    assert shared.shape == full.shape == (2, 6, cfg.positions, cfg.vocab)
+    torch.testing.assert_close(shared, full, rtol=1e-5, atol=1e-5)
+    if method:
+        def grads(logits):
+            loss = -networks.output_log_probs(logits, outputs, model.content_offset, cfg.digits).sum()
+            return torch.autograd.grad(loss, list(own.values()))
+        for a, b in zip(grads(model.forward(tokens)), grads(model.forward(tokens, record=True)[0])):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_slot_rows_that_differ_between_samples_run_per_sample():
+    cfg = tiny()
+    base = roughened(networks.init_weights(cfg))
+    model = networks.Model(cfg, base)
+    _, _, tokens = batch(cfg, n=4)
+    tokens = tokens.clone()
+    tokens[2, 1] = 5  # one sample's second slot holds another token
+    tokens = tokens[None]
+    assert not model._slots_shared(tokens, 0.0, False)
+    assert model._slots_shared(tokens[:, :2], 0.0, False)
+    torch.testing.assert_close(model.forward(tokens), model.forward(tokens, record=True)[0], rtol=1e-5, atol=1e-5)
+    for p_drop, record in ((0.1, False), (0.0, True)):
+        assert not model._slots_shared(tokens[:, :2], p_drop, record)
+
+
 @pytest.mark.parametrize("prefix_mode", [True, False])
 def test_loss_covers_output_positions_only(prefix_mode):
     cfg = tiny()
