@@ -8,8 +8,10 @@ L 10, batch 64, one member per pretraining task) and experiment 4's rank-1 LoRA 
 member has its own weights.
 
 Useful FLOPs: forward = 2 x multiply-accumulates of every matmul on the positions a
-member computes (prefix tuning: the 19 content positions, keys over prefix + causal
-content; otherwise all 29 positions), plus the per-member prefix key/value projections.
+member computes (prefix tuning and LoRA: the 19 content positions, keys over prefix +
+causal content; fine-tuning, whose dropout differs per sample: all 29 positions), plus
+what runs once per member: prefix tuning's key/value projections, LoRA's slot rows (every
+layer, as they run once without dropout).
 Prefix and LoRA members need 2 x forward (forward and input gradients; LoRA's own
 gradients are rank 1), fine-tuning members 3 x. Rates are % of the fp32 matmul peak
 (2048^3 torch.matmul on this device).
@@ -41,6 +43,9 @@ def forward_flops(cfg: networks.GPTConfig, method: str) -> float:
     if method == "prefix":
         S, keys = 2 * N - 1, L + N  # content positions; mean keys seen (prefix + causal half, counted full)
         slot_macs = cfg.layers * L * 3 * D * D  # the prefix's keys and values, once per member
+    elif method == "lora":  # the slot rows once per member (causal among themselves), then the content
+        S, keys = 2 * N - 1, L + N
+        slot_macs = cfg.layers * L * (12 * D * D + 2 * L * D)
     else:
         S, keys, slot_macs = L + 2 * N - 1, (L + 2 * N - 1), 0
     per_position = cfg.layers * (12 * D * D + 2 * keys * D) + D * V
