@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.installed-test
 .PHONY: setup quick paper test lint report gpu-check clean-venv
 
 # pip byte-compiles what it installs one file after another; compileall uses every core
-# (about 11 s less of a fresh set-up on 2 cores). Jobs must not compile torch on import:
+# (a fresh set-up on 2 cores: 34-41 s against 41-54 s). Jobs must not compile torch on import:
 # with PYTHONDONTWRITEBYTECODE set they would, in every job. A file that does not compile
 # (some packages ship Python 2 examples) only stays uncompiled, hence the `-`.
 COMPILE = -$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
