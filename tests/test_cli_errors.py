@@ -127,6 +127,20 @@ def test_pretrained_tune_without_weights(tmp_path):
     assert_one_line_error(proc, "needs --weights")
 
 
+def test_a_finished_job_exits_with_its_outputs_and_whole_log(tmp_path):
+    """The command line skips the interpreter's teardown (storage.exit_job): the outputs
+    are complete and the log, to the stream and to --log, ends with the last step."""
+    pre, _, _ = job_configs("transformer")
+    steps = pre["pretrain"]["steps"]
+    proc = run_cli("pretrain", "--config", json.dumps(pre), "--out-weights", str(tmp_path / "w.pt"),
+                   "--out-nc", str(tmp_path / "p.nc"), "--log", str(tmp_path / "job.log"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"step {steps}/{steps}" in proc.stderr.splitlines()[-1]
+    assert (tmp_path / "job.log").read_text() == proc.stderr
+    assert storage.read(tmp_path / "p.nc", "pretrain").sizes["step"] == steps
+    assert storage.load_torch(tmp_path / "w.pt")
+
+
 def test_ctrl_c_exits_130_in_one_line_and_writes_nothing(tmp_path):
     pre, _, _ = job_configs("transformer")
     pre["pretrain"] = {**pre["pretrain"], "steps": 100000, "log_every": 5}

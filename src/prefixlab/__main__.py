@@ -1,5 +1,4 @@
-import sys
-
+from prefixlab import storage
 from prefixlab.cli import main
 
-sys.exit(main())
+storage.exit_job(main())

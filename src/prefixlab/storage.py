@@ -6,9 +6,12 @@ clear `DataError` for a foreign, truncated or malformed file.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -228,3 +231,17 @@ def load_weights(path, expected: dict):
     weights = load_torch(path)
     check_weights(weights, expected, path)
     return weights
+
+
+def exit_job(status: int) -> None:
+    """End a job's process now, skipping the interpreter's teardown.
+
+    Freeing every module and tensor one by one took 0.3-0.4 s of each job (torch's share
+    about 0.3 s), 72 jobs at the quick scale. By the time a command returns, its outputs are
+    written, closed and renamed (Staging); what remains buffered is the log, flushed here.
+    A command that raises never gets here and exits the usual way."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # C libraries' own buffered output
+    os._exit(status)
