@@ -200,7 +200,8 @@ class Model:
         q, k, v = self.split_heads(self.linear(h, f"h{l}.attn_qkv"))
         if record or p_drop > 0 or not kernels.use_triton(q):
             # Without the fused kernel, explicit attention: at Paper B's at most 31 keys per query
-            # it runs forward and backward in 0.6x the time of PyTorch's SDPA (see the README).
+            # its forward and backward take 0.64x the time of PyTorch's SDPA at head width 16 and
+            # 0.82-0.84x at the published 64 (one thread, batch 64-800; see the README).
             y, probs = attention_with_weights(q, k, v, pk, pv, p_drop, generator)
         else:
             y = prefix_attention(q, k, v, pk, pv)
