@@ -20,6 +20,7 @@ outputs are overwritten at the next layer and never read.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -261,6 +262,14 @@ class _KeepScaled(torch.autograd.Function):
         return grad.div(ctx.scale).mul_(keep), None, None
 
 
+@functools.lru_cache(maxsize=None)
+def _hidden_keys(S: int, Lp: int, device) -> torch.Tensor:
+    """(S, Lp + S) 0 where a query sees a key, -inf where it does not: added to the scores, the
+    numbers of masked_fill in one vectorised add whose backward passes the gradient through
+    (masked_fill runs a scalar loop both ways). Built once per shape; callers never write to it."""
+    return torch.zeros(S, Lp + S, device=device).masked_fill_(~visibility(S, Lp, None, 1, device)[0, 0], float("-inf"))
+
+
 def attention_with_weights(q, k, v, prefix_k=None, prefix_v=None, p_drop: float = 0.0, generator=None):
     """Explicit causal attention behind a prefix, returning (out (P, B, H, S, E),
     weights (P, B, H, S, Lp + S)); attention dropout (p_drop) applies to the weights used."""
@@ -270,10 +279,7 @@ def attention_with_weights(q, k, v, prefix_k=None, prefix_v=None, p_drop: float 
         k = torch.cat([prefix_k[:, None].expand(P, B, H, Lp, E), k], dim=3)
         v = torch.cat([prefix_v[:, None].expand(P, B, H, Lp, E), v], dim=3)
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(E)
-    # -inf added where a key is hidden: the numbers of masked_fill, in one vectorised add
-    # whose backward passes the gradient through (masked_fill's runs a scalar loop both ways)
-    hidden = torch.zeros(S, Lp + S, device=q.device).masked_fill_(~visibility(S, Lp, None, 1, q.device)[0, 0], float("-inf"))
-    probs = torch.softmax(scores + hidden, dim=-1)
+    probs = torch.softmax(scores + _hidden_keys(S, Lp, q.device), dim=-1)
     used = _dropout(probs, p_drop, generator)
     return used @ v, probs
 
