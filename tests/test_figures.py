@@ -17,7 +17,7 @@ import xarray as xr
 from prefixlab import claims, storage
 from prefixlab.coins import claims as coins_claims
 from prefixlab import figures as cli, plotting
-from prefixlab.coins.figures import budget, regret, search, states, style, table
+from prefixlab.coins.figures import budget, common, regret, search, states, style, table
 from prefixlab.coins.methods import ALL_METHODS, DETERMINISTIC_METHODS, EVAL_DISTS, GRADIENT_METHODS, TUNING_METHODS
 
 R, N_EVAL = 3, 200
@@ -253,6 +253,20 @@ def test_bars_label_off_target_bayes_as_evalbayes(good):
     assert "TargetBayes" in [t.get_text() for t in a.get_xticklabels()]
     assert "EvalBayes" in [t.get_text() for t in b.get_xticklabels()]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (2, 200), (3, 200), (10, 33), (5,)])
+def test_summary_gives_nanquantiles_numbers_with_and_without_nans(shape):
+    rng = np.random.default_rng(sum(shape))
+    values = rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3, shape)
+    values[..., 0] = values.flat[0]  # ties
+    expect = np.nanquantile(values, [0.5, 0.25, 0.75], axis=0)
+    assert all(np.array_equal(a, b) for a, b in zip(common.summary(values), expect))
+    if values.ndim == 2 and shape[0] > 1:
+        values[0, 1] = np.nan
+        with np.errstate(all="ignore"):
+            expect = np.nanquantile(values, [0.5, 0.25, 0.75], axis=0)
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(common.summary(values), expect))
 
 
 def test_whitened_pca_recovers_known_directions():

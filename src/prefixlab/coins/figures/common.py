@@ -71,6 +71,11 @@ def reps(ds: xr.Dataset, var: str, eval_dist: str, method: str) -> np.ndarray:
 def summary(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, 25% and 75% quantiles over `axis`, ignoring NaN (deterministic methods
     have one repetition only)."""
+    if not np.isnan(values).any():
+        # The same numbers as nanquantile's, which walks every column one at a time in
+        # Python (11 ms against 0.05 for 3 x 200 values; 210 calls in a fig5 job).
+        q = np.quantile(values, [0.5, 0.25, 0.75], axis=axis)
+        return q[0], q[1], q[2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         q = np.nanquantile(values, [0.5, 0.25, 0.75], axis=axis)
