@@ -24,7 +24,7 @@ from prefixlab.coins.configs import NetworkConfig, SourceConfig
 from prefixlab.coins.data import Stream
 from prefixlab.coins.networks import PREFIX_NONE, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN, Params, PrefixInput
 from prefixlab.coins.methods import PREFIX_METHODS, WEIGHT_METHODS
-from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress, per_member
+from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress
 
 log = logging.getLogger("prefixlab")
 
@@ -307,18 +307,15 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
     rows = {n: pop.rows(n) for n in grad_names}
     for n in grad_names:
         pop.params[n].requires_grad_(True)
-    adam = MemberAdam({n: pop.params[n] for n in pop.trainable}, ADAM_BETAS, ADAM_EPS)
     losses = np.zeros((steps, pop.size), dtype=np.float32)
     norms = np.zeros((steps, pop.size), dtype=np.float32)
     reference_loss = np.zeros((steps, len(reps))) if reference is not None else None
     start = time.perf_counter()
     chunks = member_chunks(pop, batch, 1 + pop.prefix.length + length)
-    lr_rows = None
-    if member_lr is not None:
-        if len(member_lr) != pop.size:
-            raise ValueError(f"{label}: member_lr has {len(member_lr)} entries for {pop.size} members")
-        by_member = torch.tensor(member_lr, dtype=torch.float32, device=device)
-        lr_rows = {n: by_member[rows[n]] for n in pop.trainable}
+    if member_lr is not None and len(member_lr) != pop.size:
+        raise ValueError(f"{label}: member_lr has {len(member_lr)} entries for {pop.size} members")
+    adam = MemberAdam({n: pop.params[n] for n in pop.trainable}, rows, ADAM_BETAS, ADAM_EPS, pop.trainable,
+                      None if member_lr is None else torch.tensor(member_lr, dtype=torch.float32, device=device))
     for step in range(steps):
         batches = [streams[r].next() for r in reps]
         onehot = torch.stack([b.onehot() for b in batches]).to(device)[row_of]  # (P, B, N, V)
@@ -332,11 +329,7 @@ def train(pop: Population, source: SourceConfig, *, steps: int, batch: int, leng
         norm = sq.sqrt()
         scale = clip_factor(norm, clip)
         with torch.no_grad():
-            for n, mask in pop.trainable.items():
-                step_lr = lr if lr_rows is None else per_member(lr_rows[n], grads[n])
-                update = adam.update(n, grads[n] * per_member(scale[rows[n]], grads[n]), step_lr, step + 1)
-                p = pop.params[n]
-                p.copy_(torch.where(per_member(mask, p), p - update, p))
+            adam.step(grads, scale, lr, step + 1)
         losses[step] = loss.detach().cpu().numpy()
         norms[step] = norm.cpu().numpy()
         log_progress(label, step, steps, losses, log_every, start)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress, per_member
+from prefixlab.optim import MemberAdam, TrainResult, check_finite, clip_factor, log_progress
 from prefixlab.storage import var
 from prefixlab.sorting import networks
 from prefixlab.sorting.configs import OptimConfig  # noqa: F401 (re-exported)
@@ -65,7 +65,9 @@ def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int]
     names = sorted(model.own)
     for n in names:
         model.own[n].requires_grad_(True)
-    adam = MemberAdam({n: model.own[n] for n in names}, BETAS, EPS)
+    every_member = torch.arange(P, device=device)
+    adam = MemberAdam({n: model.own[n] for n in names}, {n: every_member for n in names}, BETAS, EPS)
+    decayed = [n for n in names if _decay_of(n, method)]
     losses = np.zeros((opt.steps, P), dtype=np.float32)
     norms = np.zeros((opt.steps, P), dtype=np.float32)
     probe_at = set(checkpoints(opt.steps, probe_every).tolist()) if probe is not None else set()
@@ -79,12 +81,9 @@ def train(model: networks.Model, method: str, tasks: list[str], seeds: list[int]
         norm = sum(g.pow(2).flatten(1).sum(1) for g in grads.values()).sqrt()
         scale = clip_factor(norm, opt.clip)
         with torch.no_grad():
-            for n in names:
-                p = model.own[n]
-                update = adam.update(n, grads[n] * per_member(scale, grads[n]), opt.lr, step + 1)
-                if _decay_of(n, method):
-                    p.mul_(1 - opt.lr * opt.weight_decay)
-                p.sub_(update)
+            for n in decayed:  # decoupled decay (AdamW): the weight shrinks, then takes Adam's step
+                model.own[n].mul_(1 - opt.lr * opt.weight_decay)
+            adam.step(grads, scale, opt.lr, step + 1)
         losses[step] = loss.detach().cpu().numpy()
         norms[step] = norm.cpu().numpy()
         log_progress(label, step, opt.steps, losses, opt.log_every, start)
