@@ -6,7 +6,8 @@ Shared by both papers (this folder):
   optim                the per-member clipped Adam step, the training result and its errors
   claims, plotting     the claims protocol and report; figure inputs, settings and saving
   settings             the workflow's config: scales, schema, every job's checks at resolution
-  cli, figures         the commands the workflow runs (tables below); launches: kernels compiled for GPUs
+  cli, figures         the commands the workflow runs (tables below); launches: kernels compiled for GPUs;
+                       precompile: set-up's bytecode of what the jobs import
 One folder per paper, the same inside (data, networks, population, pretrain, tune,
 evaluate, jobs, claims, figures); neither imports the other:
   coins/               Paper A (Genewein et al. 2025): coin-flip sequences, LSTM and Transformer
