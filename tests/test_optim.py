@@ -49,3 +49,11 @@ def test_a_single_rate_applies_to_every_member_and_all_rows_train_when_no_mask()
         x.grad = g
         opt.step()
     torch.testing.assert_close(params["w"], x.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_nothing_to_train_is_a_step_that_changes_nothing():
+    params = {"w": torch.ones(2, 3)}
+    adam = MemberAdam(params, {"w": torch.arange(2)}, BETAS, EPS, {"w": torch.zeros(2, dtype=torch.bool)})
+    adam.step({"w": torch.ones(2, 3)}, torch.ones(2), lr=0.1, t=1)
+    assert torch.equal(params["w"], torch.ones(2, 3))
+    MemberAdam({}, {}, BETAS, EPS).step({}, torch.ones(0), lr=0.1, t=1)

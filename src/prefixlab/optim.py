@@ -66,8 +66,10 @@ class MemberAdam:
             self.rows[n] = rows
             of_row = member_of_row[n] if rows is None else member_of_row[n][rows]
             members.append(of_row.repeat_interleave(p[0].numel()))
-        self.element_member = torch.cat(members)  # (N,) member of each trained element
-        self.m = torch.zeros(self.element_member.numel(), device=self.element_member.device)
+        device = next(iter(params.values())).device if params else None
+        # (N,) member of each trained element
+        self.element_member = torch.cat(members) if members else torch.zeros(0, dtype=torch.long, device=device)
+        self.m = torch.zeros(self.element_member.numel(), device=device)
         self.v = torch.zeros_like(self.m)
         # (N,) each element's rate where members differ, else None (step's lr applies)
         self.element_lr = None if member_lr is None else member_lr[self.element_member]
@@ -77,6 +79,8 @@ class MemberAdam:
 
     def step(self, grads: dict[str, torch.Tensor], scale: torch.Tensor, lr: float, t: int) -> None:
         """One step at t (from 1): each member's gradient times its clipping scale (P,)."""
+        if not self.rows:
+            return
         b1, b2 = self.betas
         g = self._gather(grads) * scale[self.element_member]
         self.m.mul_(b1).add_(g, alpha=1 - b1)
