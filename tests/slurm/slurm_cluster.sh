@@ -18,11 +18,32 @@ install() {
     apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }
 }
 
+# A test run killed before its stop leaves its daemons and our config behind; a new cluster's
+# daemons then fail to start, and jobs go to the old controller, which records them in the old
+# run's directory (the test then counts 0 jobs). Stop what that run left.
+stop_stale() {
+    local old
+    old=$(sed -n 's|^StateSaveLocation=\(.*\)/state$|\1|p' "$CONF")
+    echo "slurm_cluster: stopping the daemons of an earlier run that did not stop ($old)" >&2
+    stop "$old"
+    # its PID files may have gone with its directory; the config was ours, so these daemons are too
+    pkill -x slurmd || true
+    pkill -x slurmctld || true
+    for _ in $(seq 1 40); do
+        if ! pgrep -x slurmd >/dev/null && ! pgrep -x slurmctld >/dev/null; then return 0; fi
+        sleep 0.25
+    done
+}
+
 start() {
     local dir=$1
     mkdir -p "$dir/state" "$dir/spool" /run/munge /var/log/munge /var/lib/munge
     if [ -e "$CONF" ] && ! grep -q "$MARK" "$CONF"; then
         echo "slurm_cluster: $CONF exists and is not ours; refusing to overwrite it" >&2; exit 4
+    fi
+    if [ -e "$CONF" ]; then stop_stale; fi
+    if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+        echo "slurm_cluster: a slurmctld or slurmd runs that this script did not start; stop it first" >&2; exit 6
     fi
     [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null; }
     chown munge:munge /run/munge /etc/munge/munge.key /var/log/munge /var/lib/munge
