@@ -13,7 +13,12 @@ exits with status 2 and writes nothing. Outputs appear together or not at all.
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # before the imports below (see prefixlab/__main__.py)
+    from prefixlab import jobserver
+
+    jobserver.delegate("prefixlab.figures")
+
+import argparse  # noqa: E402
 import importlib
 import logging
 import sys

@@ -40,14 +40,14 @@ def _netcdf_round_trip() -> None:
         os.unlink(path)
 
 
-def _jobs() -> None:
+def load_jobs() -> None:
     importlib.import_module("prefixlab.cli")
     for target in prefixlab.COMMANDS.values():
         importlib.import_module(prefixlab.module_of(target))
     _netcdf_round_trip()
 
 
-def _figures() -> None:
+def load_figures() -> None:
     import tempfile
     from pathlib import Path
 
@@ -72,7 +72,7 @@ def _workflow() -> None:
         importlib.import_module(name)
 
 
-GROUPS = {"jobs": _jobs, "figures": _figures, "workflow": _workflow}
+GROUPS = {"jobs": load_jobs, "figures": load_figures, "workflow": _workflow}
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -13,7 +14,7 @@ SRC = Path(workflow.basedir) / "src"
 # Jobs import the package from this checkout, installed or not.
 sys.path.insert(0, str(SRC))
 
-from prefixlab import CLAIM_MODULES, COMMANDS, FIGURES, module_of, settings  # noqa: E402
+from prefixlab import CLAIM_MODULES, COMMANDS, FIGURES, jobserver, module_of, settings  # noqa: E402
 from prefixlab.coins import jobs as coins_jobs  # noqa: E402
 from prefixlab.sorting import jobs as sorting_jobs  # noqa: E402
 from prefixlab.config import ConfigError  # noqa: E402
@@ -147,6 +148,28 @@ _cores = local_cores()
 heavy_threads = CFG["threads_per_job"] or _cores or CLUSTER_THREADS
 if _cores:
     heavy_threads = min(heavy_threads, _cores)
+
+# A local run's jobs run in forks of a server that has imported their modules once (1-1.5 s
+# of each job otherwise; src/prefixlab/jobserver.py). Started through shell(), so the server
+# sees exactly the environment a job sees (the prefix above, Snakemake's thread variables),
+# one per thread count jobs use; each stops when this Snakemake process exits. A job the
+# server cannot take exactly as its own process would runs on its own, as does every job
+# with PREFIXLAB_JOBSERVER=off, on a cluster, and under --sdm conda.
+def start_job_servers():
+    if os.environ.get(jobserver.ENV_VAR) == "off" or not _path or not _cores:
+        return
+    directory = tempfile.mkdtemp(prefix=jobserver.DIRECTORY_PREFIX)
+    os.environ[jobserver.ENV_VAR] = directory
+    os.makedirs(LOGS, exist_ok=True)
+    for threads in sorted({1, heavy_threads}):
+        shell("python -m prefixlab.jobserver start --socket {sock:q} --owner {owner} --log {log:q}",
+              threads=threads, owner=os.getpid(), log=f"{LOGS}/jobserver-threads{threads}.log",
+              sock=jobserver.socket_path(directory, {"OMP_NUM_THREADS": str(threads)}))
+
+
+onstart:
+    start_job_servers()
+
 
 # Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
 # so starting them early keeps both cores busy to the end of a run.
