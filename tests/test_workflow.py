@@ -44,6 +44,22 @@ def test_all_figures_builds_every_target(built):
         assert re.search(r"step \d+/\d+ loss [\d.]+ .*elapsed", log.read_text()), log
 
 
+def test_local_run_s_jobs_ran_in_its_job_server(built):
+    """All but the jobs that started while the server was importing ran in it, and it stopped
+    with Snakemake (its log's last line) and removed its socket folder."""
+    logs = sorted((built / "logs/smoke").rglob("*.log"))
+    jobs = [p for p in logs if p.name != "jobserver-threads1.log"]
+    served = [p for p in jobs if "prefixlab: ran in the job server as pid" in p.read_text()]
+    assert len(served) >= len(jobs) - 4, f"{len(served)} of {len(jobs)} jobs ran in the job server"
+    server_log = built / "logs/smoke/jobserver-threads1.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and "stopped after" not in server_log.read_text():
+        time.sleep(0.2)
+    m = re.search(r"serving on (\S+)/threads-1\.sock .*\njobserver: stopped after (\d+) jobs", server_log.read_text())
+    assert m and int(m.group(2)) == len(served), server_log.read_text()
+    assert not os.path.exists(m.group(1)), "the job server left its socket folder"
+
+
 def test_all_figures_builds_paper_b(built):
     figs = built / RES / "figures"
     for name in ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory"):

@@ -27,6 +27,7 @@ owner (the Snakemake process) exits or on SIGTERM.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -206,7 +207,7 @@ def _run_child(request: dict, fds: list[int], keep_closed: list) -> None:
         signal.set_wakeup_fd(-1)
         for obj in keep_closed:
             obj.close()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (*FORWARDED, signal.SIGCHLD):  # as a fresh interpreter has them
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in zip((0, 1, 2), fds):
@@ -270,6 +271,9 @@ def serve(path: str, owner: int) -> int:
     _preload_env = {k: os.environ.get(k) for k in set(os.environ) | set(_startup_env)
                     if os.environ.get(k) != _startup_env.get(k)}
     files = _package_files()
+    # What the imports made lives as long as any job: out of the collector's reach, a job's
+    # full collections do not walk it, nor copy the pages it sits on.
+    gc.freeze()
     try:
         owner_fd = os.pidfd_open(owner)
     except (AttributeError, OSError):
@@ -352,7 +356,10 @@ def serve(path: str, owner: int) -> int:
                 os.rmdir(os.path.dirname(path))  # the last of a run's servers removes its folder
             except OSError:
                 pass
-    print(f"jobserver: stopped after {served} jobs", flush=True)
+    import resource
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"jobserver: stopped after {served} jobs (its own max RSS {rss_mb:.0f} MB)", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Write the bytecode of the modules the workflow's jobs import, once, at set-up.
 
-Every job is a fresh interpreter; without bytecode on disk each one compiles torch,
-xarray and matplotlib again (with PYTHONDONTWRITEBYTECODE set nothing is ever cached).
+Every job, or in a local run the job server that forks them (jobserver.py, which imports
+what load_jobs and load_figures import), is a fresh interpreter; without bytecode on disk
+each one compiles torch, xarray and matplotlib again (with PYTHONDONTWRITEBYTECODE set nothing is ever cached).
 Byte-compiling the whole environment covers that but compiles four times as many files as
 the jobs import (sympy, test suites, tools no job loads): 13.4 s on two cores, against 4.3 s
 here, where three interpreters import what the three kinds of process load (job commands,
@@ -41,6 +42,7 @@ def _netcdf_round_trip() -> None:
 
 
 def load_jobs() -> None:
+    """Import what job commands import, their NetCDF backend included (also the job server's preload)."""
     importlib.import_module("prefixlab.cli")
     for target in prefixlab.COMMANDS.values():
         importlib.import_module(prefixlab.module_of(target))
@@ -48,6 +50,7 @@ def load_jobs() -> None:
 
 
 def load_figures() -> None:
+    """Import what figure and claims jobs import, and the PDF and PNG writers a first save loads."""
     import tempfile
     from pathlib import Path
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 SRC = Path(workflow.basedir) / "src"
@@ -162,9 +163,12 @@ def start_job_servers():
     os.environ[jobserver.ENV_VAR] = directory
     os.makedirs(LOGS, exist_ok=True)
     for threads in sorted({1, heavy_threads}):
-        shell("python -m prefixlab.jobserver start --socket {sock:q} --owner {owner} --log {log:q}",
-              threads=threads, owner=os.getpid(), log=f"{LOGS}/jobserver-threads{threads}.log",
-              sock=jobserver.socket_path(directory, {"OMP_NUM_THREADS": str(threads)}))
+        try:
+            shell("python -m prefixlab.jobserver start --socket {sock:q} --owner {owner} --log {log:q}",
+                  threads=threads, owner=os.getpid(), log=f"{LOGS}/jobserver-threads{threads}.log",
+                  sock=jobserver.socket_path(directory, {"OMP_NUM_THREADS": str(threads)}))
+        except Exception as err:  # a speed-up only: its jobs run on their own
+            logger.warning(f"prefixlab: job server for {threads}-thread jobs not started ({err}); they run on their own")
 
 
 onstart:
