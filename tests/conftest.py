@@ -157,11 +157,14 @@ def restore_global_state():
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory):
     """The whole workflow at the smoke scale, run once locally on a private copy of the repo:
-    (repo, NetCDF bytes right after the build) for the workflow and cluster tests."""
+    (repo, NetCDF bytes right after the build, seconds from Snakemake's last log line to its
+    exit) for the workflow and cluster tests."""
     from wfutil import copy_worktree, netcdf_snapshot, snakemake
 
     repo = copy_worktree(tmp_path_factory.mktemp("wf") / "repo")
     start = time.perf_counter()
     snakemake(repo, "all_figures")
+    exited = time.time()
     print(f"smoke all_figures: {time.perf_counter() - start:.0f}s")
-    return repo, netcdf_snapshot(repo)
+    log = max((repo / ".snakemake/log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
+    return repo, netcdf_snapshot(repo), exited - log.stat().st_mtime

@@ -60,6 +60,13 @@ def test_local_run_s_jobs_ran_in_its_job_server(built):
     assert not os.path.exists(m.group(1)), "the job server left its socket folder"
 
 
+def test_snakemake_exits_as_the_run_ends(smoke_build):
+    """Not when its last rescheduling timer fires, up to a minute later (profiles/default,
+    cancelled by common.smk's onsuccess)."""
+    lag = smoke_build[2]
+    assert lag < 10, f"Snakemake exited {lag:.0f} s after its last log line"
+
+
 def test_all_figures_builds_paper_b(built):
     figs = built / RES / "figures"
     for name in ("figB1_descending", "figB2_elicit", "figB3_matrix", "figB4_double_hist", "figB5_theory"):

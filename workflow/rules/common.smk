@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -173,6 +174,24 @@ def start_job_servers():
 
 onstart:
     start_job_servers()
+
+
+# The default profile lets Snakemake reschedule once a minute while jobs wait (why there). Each
+# rescheduling is a threading.Timer, which Python waits for at exit: a finished run would
+# stay up to a minute. Once the run is over they have nothing left to wake.
+def cancel_rescheduling_timers():
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer) and "_schedule_reevalutation" in getattr(
+                thread.function, "__qualname__", ""):
+            thread.cancel()
+
+
+onsuccess:
+    cancel_rescheduling_timers()
+
+
+onerror:
+    cancel_rescheduling_timers()
 
 
 # Upstream stages first: pretraining and tuning jobs are the longest and gate the rest,
