@@ -316,7 +316,7 @@ def serve(path: str, owner: int) -> int:
                                  "max_rss_kb": usage.ru_maxrss})
                     conn.close()
             for pidfd, (pid, conn) in list(jobs.items()):
-                if conn is not None and conn in ready and not conn.recv(1, socket.MSG_PEEK):
+                if conn is not None and conn in ready and _client_gone(conn):
                     # the client was killed outright: so is its job, as if it had been the job
                     _forward(pid, signal.SIGKILL)
                     conn.close()
@@ -361,6 +361,14 @@ def serve(path: str, owner: int) -> int:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"jobserver: stopped after {served} jobs (its own max RSS {rss_mb:.0f} MB)", flush=True)
     return 0
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """A readable client connection: closed (the client sends nothing after its request)."""
+    try:
+        return not conn.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return True
 
 
 class _Fd:
