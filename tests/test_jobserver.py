@@ -164,6 +164,19 @@ def test_server_stops_and_cleans_up_when_its_owner_exits(tmp_path):
         proc.kill()
 
 
+def test_server_whose_owner_ended_while_it_imported_cleans_up(tmp_path):
+    directory = tmp_path / f"{jobserver.DIRECTORY_PREFIX}short"
+    directory.mkdir()
+    owner = subprocess.Popen(["true"])
+    owner.wait()
+    sock = str(directory / "threads-1.sock")
+    proc = subprocess.run([sys.executable, "-m", "prefixlab.jobserver", "serve", "--socket", sock,
+                           "--owner", str(owner.pid)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(SRC)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "not serving" in proc.stdout, proc.stdout + proc.stderr
+    assert not directory.exists(), "the server left its socket folder behind"
+
+
 def test_no_server_or_off_runs_the_job_here(server, tmp_path):
     for value in ("off", str(tmp_path)):  # switched off; a folder where no server answers
         out = _probe(server, "exit", "0", env_extra={jobserver.ENV_VAR: value})

@@ -276,9 +276,10 @@ def serve(path: str, owner: int) -> int:
     gc.freeze()
     try:
         owner_fd = os.pidfd_open(owner)
-    except (AttributeError, OSError):
-        print(f"jobserver: cannot watch owner {owner}; not serving", file=sys.stderr)
-        return 1
+    except (AttributeError, OSError):  # gone while the server imported (a short run), or no pidfd
+        print(f"jobserver: owner {owner} not there to watch; not serving", flush=True)
+        _remove_folder(path)
+        return 0
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     stopping = []
@@ -351,16 +352,21 @@ def serve(path: str, owner: int) -> int:
         if listener is not None:
             listener.close()
             os.unlink(path)
-        if os.path.basename(os.path.dirname(path)).startswith(DIRECTORY_PREFIX):
-            try:
-                os.rmdir(os.path.dirname(path))  # the last of a run's servers removes its folder
-            except OSError:
-                pass
+        _remove_folder(path)
     import resource
 
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"jobserver: stopped after {served} jobs (its own max RSS {rss_mb:.0f} MB)", flush=True)
     return 0
+
+
+def _remove_folder(path: str) -> None:
+    """The last of a run's servers removes the run's socket folder."""
+    if os.path.basename(os.path.dirname(path)).startswith(DIRECTORY_PREFIX):
+        try:
+            os.rmdir(os.path.dirname(path))
+        except OSError:  # another server's socket is still there
+            pass
 
 
 def _client_gone(conn: socket.socket) -> bool:
