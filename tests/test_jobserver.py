@@ -88,7 +88,7 @@ def test_job_runs_in_the_server_with_its_arguments_streams_and_status(server, tm
                         last), last
     assert report["argv"] == ["exit", "3"] and report["main"] == "__main__" and report["cwd"] == str(cwd)
     assert report["tmp"] == str(tmp_path), "the job's own TMPDIR was not used"
-    assert report["umask"] == _umask()
+    assert report["umask"] == jobserver._umask()
 
 
 def test_uncaught_exception_prints_its_traceback_and_exits_1(server):
@@ -213,9 +213,3 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

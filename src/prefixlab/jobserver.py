@@ -198,15 +198,18 @@ def _send(conn: socket.socket, message: dict) -> None:
         pass
 
 
-def _run_child(request: dict, fds: list[int], keep_closed: list) -> None:
-    """In the forked child: become the job's process, run it, never return."""
+def _run_child(request: dict, fds: list[int], server_sockets: list[socket.socket], server_fds: list[int]) -> None:
+    """In the forked child: become the job's process, run it, never return. The server's
+    sockets and descriptors are closed first: the job must not hold its clients' connections."""
     global _serving
     code = 1
     try:
         _serving = True
         signal.set_wakeup_fd(-1)
-        for obj in keep_closed:
-            obj.close()
+        for sock in server_sockets:
+            sock.close()
+        for fd in server_fds:
+            os.close(fd)
         for sig in (*FORWARDED, signal.SIGCHLD):  # as a fresh interpreter has them
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -341,8 +344,8 @@ def serve(path: str, owner: int) -> int:
                 sys.stderr.flush()
                 pid = os.fork()
                 if pid == 0:
-                    _run_child(request, fds, [listener, conn, *(c for _, c in jobs.values() if c is not None)]
-                               + [_Fd(fd) for fd in (wake_r, wake_w, owner_fd, *jobs)])
+                    _run_child(request, fds, [listener, conn, *(c for _, c in jobs.values() if c is not None)],
+                               [wake_r, wake_w, owner_fd, *jobs])
                 for fd in fds:
                     os.close(fd)
                 jobs[os.pidfd_open(pid)] = (pid, conn)
@@ -375,16 +378,6 @@ def _client_gone(conn: socket.socket) -> bool:
         return not conn.recv(1, socket.MSG_PEEK)
     except OSError:
         return True
-
-
-class _Fd:
-    """A raw descriptor with close(), to close alongside sockets in the child."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def start(path: str, owner: int, log: str) -> int:

@@ -16,6 +16,7 @@ compiled by each job that imports it, as before.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import subprocess
 import sys
@@ -23,8 +24,10 @@ import sys
 import prefixlab
 
 
+@functools.cache
 def _netcdf_round_trip() -> None:
-    """Write and read one small NetCDF file: xarray loads its backend only on first use."""
+    """Write and read one small NetCDF file: xarray loads its backend only on first use
+    (once a process: the job server's preload calls both loaders)."""
     import os
     import tempfile
 
