@@ -233,3 +233,58 @@ def test_init_follows_reference_scheme():
     other = networks.init_params(tiny_net("transformer", d=64, width=16, heads=4, init_seed=1))
     assert all(torch.equal(t[k], same[k]) for k in t)
     assert not torch.equal(t["wq_0"], other["wq_0"])
+
+
+PREFIXED = [PREFIX_TOKEN, PREFIX_SIMPLEX, PREFIX_SOFT, PREFIX_TOKEN]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_head_matches_the_full_layout(arch, layers, shared):
+    """Every member prefixed, no recording: the BOS and slot rows run once per member
+    (forward_shared_head). Predictions and every gradient (prefixes, weights) equal the full
+    layout's (the recording forward, which feeds every position of every sample) within float
+    rounding, for per-member and for shared weights, and the independent reference."""
+    cfg = tiny_net(arch, layers=layers, vocab=3)
+    L, B, N = 3, 4, 6
+    P = len(PREFIXED)
+    p = networks.init_params(cfg) if shared else population_params(cfg, P)
+    if shared:
+        p = perturbed(p, 7)
+    prefix = random_prefix(cfg, PREFIXED, L)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.nn.functional.one_hot(torch.randint(3, (P, B, N), generator=gen), 3).float()
+    weight = torch.randn(P, B, N, 3, generator=gen)
+
+    def run(record):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in p.items()}
+        pre = PrefixInput(prefix.kind, prefix.token.clone().requires_grad_(True), prefix.soft.clone().requires_grad_(True))
+        out, _ = networks.forward(cfg, params, x, pre, record=record)
+        grads = torch.autograd.grad((out * weight).sum(), [pre.token, pre.soft, *params.values()])
+        return out, dict(zip(["prefix_token", "prefix_soft", *params], grads))
+
+    out, grads = run(False)
+    full, full_grads = run(True)
+    torch.testing.assert_close(out, full, rtol=0, atol=2e-6)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, full_grads[name], rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    assert float(grads["prefix_soft"].abs().sum()) > 0 and float(grads["prefix_token"].abs().sum()) > 0
+    for i, kind in enumerate(PREFIXED):
+        pi = p if shared else {k: v[i] for k, v in p.items()}
+        ref_prefix = {PREFIX_TOKEN: ("token", prefix.token[i]), PREFIX_SIMPLEX: ("token", torch.softmax(prefix.token[i], -1)),
+                      PREFIX_SOFT: ("soft", prefix.soft[i])}[kind]
+        torch.testing.assert_close(out[i].double(), reference_forward(cfg, pi, x[i], ref_prefix), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_shared_head_with_one_token(arch):
+    """N = 1: the only prediction is read at the last slot."""
+    cfg = tiny_net(arch)
+    p = population_params(cfg, 3)
+    prefix = random_prefix(cfg, PREFIXED[:3], 2)
+    x = random_tokens(3, 4, 1, cfg.vocab)
+    out, _ = networks.forward(cfg, p, x, prefix)
+    full, _ = networks.forward(cfg, p, x, prefix, record=True)
+    assert out.shape == (3, 4, 1, cfg.vocab)
+    torch.testing.assert_close(out, full, rtol=0, atol=2e-6)

@@ -15,7 +15,10 @@ from .conftest import DEVICE, assert_close
 
 
 @pytest.mark.parametrize("arch,layers", [("lstm", 1), ("lstm", 2), ("transformer", 1), ("transformer", 2)])
-def test_population_forward_and_gradients_match_reference(arch, layers):
+@pytest.mark.parametrize("record", [True, False])
+def test_population_forward_and_gradients_match_reference(arch, layers, record):
+    """record=False: the prefixed members run their BOS and slot rows once (the prefix segment
+    of the attention kernel, the LSTM kernel's initial state)."""
     net = tiny_net(arch, layers=layers)
     base = {k: v.to(DEVICE) for k, v in perturbed(networks.init_params(net), seed=3).items()}
     methods = ["SoftPT", "RealPT", "FullWT", "EmbedWT"] + (["LoRAWT"] if arch == "transformer" else [])
@@ -29,7 +32,7 @@ def test_population_forward_and_gradients_match_reference(arch, layers):
         for v in params:
             v.requires_grad_(True)
         with kernels.mode(mode):
-            logp, rec = pop.forward(onehot, record=True)
+            logp, rec = pop.forward(onehot, record=record)
             loss = networks.sequence_log_loss(logp, onehot).sum()
             results[mode] = (logp.detach(), {k: r.detach() for k, r in rec.items()},
                              torch.autograd.grad(loss, params, allow_unused=True))

@@ -130,29 +130,37 @@ def _proj(p: Params, x, name: str, layer: int):
     return _linear(x, w)
 
 
-def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
-    """x (P, B, T, D) -> (P, B, T, D); records each layer's attention-block output."""
+def _transformer_layer(cfg: NetworkConfig, p: Params, l: int, x, valid, prefix_kv=None):
+    """Layer l on rows x (P, B, T, D), behind per-member prefix keys and values (P, H, Lp, hd)
+    or none -> (output rows, attention-block output, this layer's keys and values (P, B, H, T, hd))."""
     P, B, T, D = x.shape
     H = cfg.heads
     hd = D // H
-    x = x + sinusoidal(positions, D)[:, None]
+    a = _layer_norm(x, p[f"ln1_{l}_s"], p[f"ln1_{l}_b"])
+    q = _layer_norm(_proj(p, a, "q", l), p[f"lnq_{l}_s"])
+    k = _layer_norm(_proj(p, a, "k", l), p[f"lnk_{l}_s"])
+    v = _proj(p, a, "v", l)
+    # (P, B, H, T, hd)
+    q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
+    pk, pv = (None, None) if prefix_kv is None else prefix_kv
+    att = prefix_attention(q, k, v, pk, pv, key_valid=valid, scale=1.0 / math.sqrt(hd))
+    att = att.transpose(2, 3).reshape(P, B, T, D)
+    att = _proj(p, att, "o", l)
+    x = x + att
+    h = _layer_norm(x, p[f"ln2_{l}_s"], p[f"ln2_{l}_b"])
+    h = _linear(F.gelu(_linear(h, p[f"mlp1_{l}"]), approximate="tanh"), p[f"mlp2_{l}"])
+    x = _layer_norm(x + h, p[f"ln3_{l}_s"], p[f"ln3_{l}_b"])
+    return x, att, k, v
+
+
+def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
+    """x (P, B, T, D) -> (P, B, T, D); records each layer's attention-block output."""
+    x = x + sinusoidal(positions, x.shape[-1])[:, None]
     states = []
     for l in range(cfg.layers):
-        a = _layer_norm(x, p[f"ln1_{l}_s"], p[f"ln1_{l}_b"])
-        q = _layer_norm(_proj(p, a, "q", l), p[f"lnq_{l}_s"])
-        k = _layer_norm(_proj(p, a, "k", l), p[f"lnk_{l}_s"])
-        v = _proj(p, a, "v", l)
-        # (P, B, H, T, hd)
-        q, k, v = (t.reshape(P, B, T, H, hd).transpose(2, 3) for t in (q, k, v))
-        att = prefix_attention(q, k, v, key_valid=valid, scale=1.0 / math.sqrt(hd))
-        att = att.transpose(2, 3).reshape(P, B, T, D)
-        att = _proj(p, att, "o", l)
+        x, att, _, _ = _transformer_layer(cfg, p, l, x, valid)
         if record:
             states.append(att)
-        x = x + att
-        h = _layer_norm(x, p[f"ln2_{l}_s"], p[f"ln2_{l}_b"])
-        h = _linear(F.gelu(_linear(h, p[f"mlp1_{l}"]), approximate="tanh"), p[f"mlp2_{l}"])
-        x = _layer_norm(x + h, p[f"ln3_{l}_s"], p[f"ln3_{l}_b"])
     rec = {"attention": torch.cat(states, -1)} if record else {}
     return x, rec
 
@@ -200,6 +208,15 @@ class PrefixInput:
 PREFIX_NONE, PREFIX_TOKEN, PREFIX_SIMPLEX, PREFIX_SOFT = 0, 1, 2, 3
 
 
+def slot_inputs(p: Params, prefix: PrefixInput) -> torch.Tensor:
+    """(P, L, D) model input at each member's prefix slots."""
+    emb_w, emb_b = p["emb_w"], p["emb_b"]
+    kind = prefix.kind
+    token_vec = torch.where((kind == PREFIX_SIMPLEX)[:, None, None], torch.softmax(prefix.token, -1), prefix.token)
+    slots = _linear(token_vec, emb_w) + _per_member(emb_b, token_vec)
+    return torch.where((kind == PREFIX_SOFT)[:, None, None], prefix.soft, slots)  # soft prefixes bypass the embedding
+
+
 def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
     """Build the (P, B, T, D) model input, key validity (P, T) and positions (P, T).
 
@@ -214,10 +231,7 @@ def embed_inputs(p: Params, onehot: torch.Tensor, prefix: PrefixInput):
     tok = _linear(onehot, emb_w) + _per_member(emb_b, onehot)
     bos = _per_member(emb_b, onehot).expand(P, B, 1, -1)  # embedding of the zero vector
     kind = prefix.kind
-    token_vec = torch.where((kind == PREFIX_SIMPLEX)[:, None, None], torch.softmax(prefix.token, -1), prefix.token)
-    slots = _linear(token_vec, emb_w) + _per_member(emb_b, token_vec)
-    slots = torch.where((kind == PREFIX_SOFT)[:, None, None], prefix.soft, slots)  # soft prefixes bypass the embedding
-    slots = slots[:, None].expand(P, B, L, -1)
+    slots = slot_inputs(p, prefix)[:, None].expand(P, B, L, -1)
     with_prefix = torch.cat([bos, slots, tok], dim=2)
     plain = torch.cat([torch.zeros_like(slots), bos, tok], dim=2)
     has = (kind != PREFIX_NONE)
@@ -233,17 +247,70 @@ def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixI
     """Log-predictions for x_1..x_N of every member: (P, B, N, V); optional recorded states.
 
     Recorded states cover all T positions in the member's own layout (see module doc).
+    Without recording, x_N (which predicts nothing) is not fed, and where every member is
+    prefixed and the batch holds several sequences, the BOS and slot rows run once per member
+    (`forward_shared_head`).
     """
     if not record and prefix.length and not bool((prefix.kind != PREFIX_NONE).any()):
         # no member fills the slots: skip the pads (invisible keys, carried LSTM state) altogether
         prefix = PrefixInput(prefix.kind, prefix.token[:, :0], prefix.soft[:, :0])
-    x, valid, positions = embed_inputs(p, onehot, prefix)
+    if not record and prefix.length and onehot.shape[1] > 1 and bool((prefix.kind != PREFIX_NONE).all()):
+        return forward_shared_head(cfg, p, onehot, prefix), {}
+    L, N = prefix.length, onehot.shape[2]
+    x, valid, positions = embed_inputs(p, onehot if record else onehot[:, :, :N - 1], prefix)
     torso = lstm_torso if cfg.arch == "lstm" else transformer_torso
     h, states = torso(cfg, p, x, valid, positions, record)
-    L, N = prefix.length, onehot.shape[2]
-    h = h[:, :, L:L + N]
+    return _log_predictions(p, h[:, :, L:L + N]), states
+
+
+def _log_predictions(p: Params, h: torch.Tensor) -> torch.Tensor:
     logits = _linear(h, p["unemb_w"]) + _per_member(p["unemb_b"], h)
-    return torch.log_softmax(logits, dim=-1), states
+    return torch.log_softmax(logits, dim=-1)
+
+
+def forward_shared_head(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixInput) -> torch.Tensor:
+    """forward() for members that all have a prefix, without recording: (P, B, N, V).
+
+    The head [BOS, slot_1..slot_L] is the same numbers in every sample of a member (the same
+    inputs at the same positions, causal), so it runs once per member (B = 1): the content
+    x_1..x_{N-1} attends to its keys and values as to a prefix (Transformer), or starts from
+    the state it leaves (LSTM). The same function as the full layout within float rounding,
+    at N - 1 rows per sample instead of 1 + L + N.
+    """
+    P, B, N, _ = onehot.shape
+    L = prefix.length
+    emb_b = p["emb_b"]
+    head = torch.cat([_per_member(emb_b, prefix.soft).expand(P, 1, -1), slot_inputs(p, prefix)], dim=1)[:, None]
+    content = _linear(onehot[:, :, :N - 1], p["emb_w"]) + _per_member(emb_b, onehot)
+    if cfg.arch == "transformer":
+        ar = torch.arange(1 + L + N - 1, device=onehot.device)[None]
+        D = head.shape[-1]
+        head = head + sinusoidal(ar[:, :1 + L], D)[:, None]
+        content = content + sinusoidal(ar[:, 1 + L:], D)[:, None]
+        for l in range(cfg.layers):
+            head, _, k, v = _transformer_layer(cfg, p, l, head, None)
+            if N > 1:
+                content, _, _, _ = _transformer_layer(cfg, p, l, content, None, (k[:, 0], v[:, 0]))
+    else:
+        for l in range(cfg.layers):
+            wx, wh, b = p[f"lstm{l}_wx"], p[f"lstm{l}_wh"], p[f"lstm{l}_b"]
+            head, (h_last, c_last) = lstm_layer_with_state(head, wx, wh, b)
+            if N > 1:
+                content, _ = lstm_layer_with_state(content, wx, wh, b, (h_last.expand(P, B, -1), c_last.expand(P, B, -1)))
+    first = _log_predictions(p, head[:, :, L:]).expand(P, B, 1, -1)  # x_1 is read at the last slot
+    if N == 1:
+        return first
+    return torch.cat([first, _log_predictions(p, content)], dim=2)
+
+
+def lstm_layer_with_state(x, wx, wh, b, state=None):
+    """One LSTM layer over pad-free rows x (P, B, T, D) from `state` (h0, c0) (P, B, W) or zero
+    -> (h (P, B, T, W), its last step's (h, c) (P, B, W))."""
+    if kernels.get_mode() == "auto" and not kernels.use_triton(x) and torch_fused.applies(x, None):
+        return torch_fused.lstm_layer_with_state(x, wx, wh, b, state)
+    xproj = _linear(x, wx) + _per_member(b, x)
+    h, c = lstm_recurrence(xproj, wh, None, *(state or (None, None)))
+    return h, (h[:, :, -1], c[:, :, -1])
 
 
 def sequence_log_loss(logp: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:

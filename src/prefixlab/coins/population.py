@@ -169,8 +169,13 @@ class Population:
         groups = []
         own = self.own_rows
         if len(own) < P:
+            # prefixed and plain frozen members apart: the prefixed run their BOS and slot rows
+            # once per member, the plain skip the pads (networks.forward)
             frozen = _complement(own, P)
-            groups.append((frozen, self.shared))
+            prefixed = self.kind[frozen] != PREFIX_NONE
+            for part in (frozen[prefixed], frozen[~prefixed]):
+                if len(part):
+                    groups.append((part, self.shared))
         if len(own):
             groups.append((own, self.network_params()))
         prefix_tensors = {k: self.params[k] for k in (PREFIX_TOKEN_KEY, PREFIX_SOFT_KEY)}

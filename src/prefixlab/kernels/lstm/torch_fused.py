@@ -43,13 +43,15 @@ def applies(x: torch.Tensor, keep: torch.Tensor | None) -> bool:
             and leading_pads(keep, x.shape[0], x.shape[2]) is not None)
 
 
-def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, T, D) rows through one LSTM from a zero state -> (N, T, W)."""
+def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor, state=None):
+    """(N, T, D) rows through one LSTM from `state` (h0, c0), each (1, N, W), or zero
+    -> (every step's h (N, T, W), the last step's h and c (1, N, W))."""
     W = wh.shape[-1] // 4
-    zero = x.new_zeros(1, x.shape[0], W)
+    if state is None:
+        zero = x.new_zeros(1, x.shape[0], W)
+        state = (zero, zero)
     weights = [_torch_gate_order(wx).t(), _torch_gate_order(wh).t(), _torch_gate_order(b), torch.zeros_like(b)]
-    out, _, _ = torch.lstm(x, (zero, zero), weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
-    return out
+    return torch.lstm(x, state, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
 
 
 def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor,
@@ -64,17 +66,36 @@ def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Ten
         for k in sorted(set(pads)):
             rows = [m for m in range(P) if pads[m] == k]
             group = x if len(rows) == P else x[rows]  # no copy when every member has the same pads
-            h = _run(group[:, :, k:].reshape(len(rows) * B, T - k, -1), wx, wh, b).reshape(len(rows), B, T - k, W)
+            h = _run(group[:, :, k:].reshape(len(rows) * B, T - k, -1), wx, wh, b)[0].reshape(len(rows), B, T - k, W)
             parts.append(torch.cat([h.new_zeros(len(rows), B, k, W), h], dim=2) if k else h)
             order += rows
     else:
         for m in range(P):
             k = pads[m]
             own = [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
-            h = _run(x[m, :, k:], *own)[None]
+            h = _run(x[m, :, k:], *own)[0][None]
             parts.append(torch.cat([h.new_zeros(1, B, k, W), h], dim=2) if k else h)
             order.append(m)
     out = torch.cat(parts) if len(parts) > 1 else parts[0]
     if order != list(range(P)):
         out = out[torch.argsort(torch.tensor(order, device=x.device))]
     return out
+
+
+def lstm_layer_with_state(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor, state=None):
+    """lstm_layer for pad-free rows from an initial state: `state` (h0, c0), each (P, B, W), or zero
+    -> (h (P, B, T, W), the last step's (h, c), each (P, B, W))."""
+    P, B, T, _ = x.shape
+    W = wh.shape[-1] // 4
+    if wx.dim() == 2 and wh.dim() == 2 and b.dim() == 1:
+        init = None if state is None else tuple(s.reshape(1, P * B, W) for s in state)
+        h, h_last, c_last = _run(x.reshape(P * B, T, -1), wx, wh, b, init)
+        return h.reshape(P, B, T, W), (h_last.reshape(P, B, W), c_last.reshape(P, B, W))
+    outs, lasts = [], []
+    for m in range(P):
+        own = [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
+        init = None if state is None else tuple(s[m][None] for s in state)
+        h, h_last, c_last = _run(x[m], *own, init)
+        outs.append(h)
+        lasts.append((h_last, c_last))
+    return torch.stack(outs), (torch.cat([h for h, _ in lasts]), torch.cat([c for _, c in lasts]))
