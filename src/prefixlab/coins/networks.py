@@ -247,19 +247,20 @@ def forward(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, prefix: PrefixI
     """Log-predictions for x_1..x_N of every member: (P, B, N, V); optional recorded states.
 
     Recorded states cover all T positions in the member's own layout (see module doc).
-    Without recording, x_N (which predicts nothing) is not fed, and where every member is
-    prefixed and the batch holds several sequences, the BOS and slot rows run once per member
-    (`forward_shared_head`).
+    Without recording, where every member is prefixed and the batch holds several sequences,
+    the BOS and slot rows run once per member (`forward_shared_head`).
     """
     if not record and prefix.length and not bool((prefix.kind != PREFIX_NONE).any()):
         # no member fills the slots: skip the pads (invisible keys, carried LSTM state) altogether
         prefix = PrefixInput(prefix.kind, prefix.token[:, :0], prefix.soft[:, :0])
     if not record and prefix.length and onehot.shape[1] > 1 and bool((prefix.kind != PREFIX_NONE).all()):
         return forward_shared_head(cfg, p, onehot, prefix), {}
-    L, N = prefix.length, onehot.shape[2]
-    x, valid, positions = embed_inputs(p, onehot if record else onehot[:, :, :N - 1], prefix)
+    # x_N predicts nothing, but feeding it keeps pretraining and the weight members' numbers
+    # bitwise those of earlier releases (leaving it out saves 1 of 51 rows and moves them).
+    x, valid, positions = embed_inputs(p, onehot, prefix)
     torso = lstm_torso if cfg.arch == "lstm" else transformer_torso
     h, states = torso(cfg, p, x, valid, positions, record)
+    L, N = prefix.length, onehot.shape[2]
     return _log_predictions(p, h[:, :, L:L + N]), states
 
 

@@ -12,6 +12,11 @@ lstm_layer(x, wx, wh, b, keep) -> h
     b     (4W,) shared or (P, 4W) per member
     keep  (P, T) bool or None: each member's steps are leading pads (False) then real steps
     h     (P, B, T, W)   hidden state of every step, zero on the pads (the state they carry)
+
+lstm_layer_with_state(x, wx, wh, b, state=None) -> h, (h_last, c_last)
+    the same for pad-free rows from an initial state (h0, c0), each (P, B, W), or zero, also
+    returning the last step's state: Paper A's prefixed members run their BOS and slot rows
+    once (B = 1) and start every sequence's content from the state they leave
 """
 
 from __future__ import annotations
