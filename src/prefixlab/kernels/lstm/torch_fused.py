@@ -59,6 +59,11 @@ def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor, s
     return torch.lstm(x, state, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
 
 
+def _member_weights(m: int, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+    """Member m's wx, wh, b: its own row of a per-member tensor, or the shared one."""
+    return [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
+
+
 def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor,
                keep: torch.Tensor | None = None) -> torch.Tensor:
     P, B, T, _ = x.shape
@@ -77,8 +82,7 @@ def lstm_layer(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Ten
     else:
         for m in range(P):
             k = pads[m]
-            own = [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
-            h = _run(x[m, :, k:], *own)[0][None]
+            h = _run(x[m, :, k:], *_member_weights(m, wx, wh, b))[0][None]
             parts.append(torch.cat([h.new_zeros(1, B, k, W), h], dim=2) if k else h)
             order.append(m)
     out = torch.cat(parts) if len(parts) > 1 else parts[0]
@@ -98,9 +102,8 @@ def lstm_layer_with_state(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b
         return h.reshape(P, B, T, W), (h_last.reshape(P, B, W), c_last.reshape(P, B, W))
     outs, lasts = [], []
     for m in range(P):
-        own = [t[m] if t.dim() == dim + 1 else t for t, dim in ((wx, 2), (wh, 2), (b, 1))]
         init = None if state is None else tuple(s[m][None] for s in state)
-        h, h_last, c_last = _run(x[m], *own, init)
+        h, h_last, c_last = _run(x[m], *_member_weights(m, wx, wh, b), init)
         outs.append(h)
         lasts.append((h_last, c_last))
     return torch.stack(outs), (torch.cat([h for h, _ in lasts]), torch.cat([c for _, c in lasts]))
