@@ -81,3 +81,39 @@ def test_the_torso_takes_the_fused_path_only_in_auto_mode_without_recording(monk
 def test_same_inputs_give_bitwise_identical_outputs():
     x, wx, wh, b = tensors(3, 4, 10, 5, 6, True)
     assert torch.equal(torch_fused.lstm_layer(x, wx, wh, b), torch_fused.lstm_layer(x, wx, wh, b))
+
+
+@pytest.mark.parametrize("P,B,T,D,W", [(1, 1, 1, 1, 1), (3, 2, 9, 5, 7), (2, 5, 49, 3, 128)])
+def test_a_gradient_for_the_initial_state_only_matches_reference(P, B, T, D, W):
+    """Frozen shared weights and an input without gradient, as Paper A's prefixed members' content
+    runs: ATen's LSTM (oneDNN off for the call) against the reference recurrence."""
+    x, wx, wh, b = (t.detach() for t in tensors(P, B, T, D, W, own=False))
+    g = torch.Generator().manual_seed(2)
+    h0, c0 = (torch.randn(P, B, W, generator=g).requires_grad_() for _ in range(2))
+    up = torch.randn(P, B, T, W, generator=g)
+    ours, (h_last, c_last) = torch_fused.lstm_layer_with_state(x, wx, wh, b, (h0, c0))
+    ref, ref_c = lstm_recurrence_reference(networks._linear(x, wx) + b, wh, None, h0, c0)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(c_last, ref_c[:, :, -1], rtol=1e-5, atol=1e-6)
+    out_ours = ours.mul(up).sum() + c_last.sum()
+    out_ref = ref.mul(up).sum() + ref_c[:, :, -1].sum()
+    for a, r in zip(torch.autograd.grad(out_ours, [h0, c0]), torch.autograd.grad(out_ref, [h0, c0])):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+
+
+def test_only_a_call_that_wants_the_state_gradient_alone_leaves_onednn(monkeypatch):
+    seen = []
+    real = torch.lstm
+    monkeypatch.setattr(torch, "lstm", lambda *a: seen.append(torch.backends.mkldnn.enabled) or real(*a))
+    was = torch.backends.mkldnn.enabled
+    x, wx, wh, b = tensors(2, 3, 5, 4, 6, own=False)
+    state = tuple(torch.zeros(2, 3, 6, requires_grad=True) for _ in range(2))
+    torch_fused.lstm_layer_with_state(x, wx, wh, b, state)  # trained weights
+    for w in (wx, wh, b):
+        w.requires_grad_(False)
+    torch_fused.lstm_layer_with_state(x, wx, wh, b, state)  # the input's gradient wanted too
+    with torch.no_grad():
+        torch_fused.lstm_layer_with_state(x.detach(), wx, wh, b, state)  # forward only
+    torch_fused.lstm_layer_with_state(x.detach(), wx, wh, b)  # nothing wants a gradient
+    torch_fused.lstm_layer_with_state(x.detach(), wx, wh, b, state)  # the state's gradient alone
+    assert seen == [was, was, was, was, False] and torch.backends.mkldnn.enabled == was

@@ -2,7 +2,7 @@
 
 On the CPU `torch.lstm` runs oneDNN's LSTM, input projection and recurrence in one call, with
 a hand-fused backward; the reference recurrence dispatches the gate arithmetic op by op per
-step. Members sharing the frozen weights go through one call over all their rows; members
+step. A call whose backward wants only the initial state's gradient takes ATen's native LSTM (`_run`). Members sharing the frozen weights go through one call over all their rows; members
 with their own weights take one call each. Same numbers as the reference up to float rounding.
 
 lstm_layer(x, wx, wh, b, keep) -> h
@@ -56,7 +56,28 @@ def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor, s
         zero = x.new_zeros(1, x.shape[0], W)
         state = (zero, zero)
     weights = [_torch_gate_order(wx).t(), _torch_gate_order(wh).t(), _torch_gate_order(b), torch.zeros_like(b)]
-    return torch.lstm(x, state, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    args = (x, state, weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    if not only_state_gradient(x, state, (wx, wh, b)):
+        return torch.lstm(*args)
+    # oneDNN's backward computes the input's and the weights' gradients whether or not they are
+    # wanted; ATen's own LSTM (the same products, its backward through autograd) skips both.
+    # Paper A's prefixed members start their content from the head's state and need nothing
+    # else: their LSTM step 0.56-0.63x a FullWT member's instead of 0.85x (benchmarks/population.py).
+    # With the input's gradient wanted as well, oneDNN is as fast or faster (256-3072 rows).
+    mkldnn = torch.backends.mkldnn
+    was = mkldnn.enabled
+    mkldnn.enabled = False
+    try:
+        return torch.lstm(*args)
+    finally:
+        mkldnn.enabled = was
+
+
+def only_state_gradient(x: torch.Tensor, state, weights) -> bool:
+    """Whether a backward will want the initial state's gradient and neither the input's nor a weight's."""
+    if not torch.is_grad_enabled() or x.requires_grad or any(w.requires_grad for w in weights):
+        return False
+    return any(s.requires_grad for s in (state or ()))
 
 
 def _member_weights(m: int, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
