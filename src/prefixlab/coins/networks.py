@@ -165,6 +165,11 @@ def transformer_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record
     return x, rec
 
 
+def _fused_lstm_applies(x: torch.Tensor, valid: torch.Tensor | None) -> bool:
+    """Whether the CPU's fast path (PyTorch's fused LSTM, `torch_fused`) takes this layer."""
+    return kernels.get_mode() == "auto" and not kernels.use_triton(x) and torch_fused.applies(x, valid)
+
+
 def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool):
     """x (P, B, T, D) -> (P, B, T, W); records cell and hidden state of every layer.
 
@@ -174,8 +179,7 @@ def lstm_torso(cfg: NetworkConfig, p: Params, x, valid, positions, record: bool)
     cells, hiddens = [], []
     for l in range(cfg.layers):
         wx, wh, b = p[f"lstm{l}_wx"], p[f"lstm{l}_wh"], p[f"lstm{l}_b"]
-        if not record and kernels.get_mode() == "auto" and not kernels.use_triton(x) and torch_fused.applies(x, valid):
-            # the CPU's fast path (PyTorch's fused LSTM); it returns no cell states
+        if not record and _fused_lstm_applies(x, valid):  # it returns no cell states
             x = torch_fused.lstm_layer(x, wx, wh, b, valid)
             continue
         xproj = _linear(x, wx) + _per_member(b, x)  # (P, B, T, 4W)
@@ -307,7 +311,7 @@ def forward_shared_head(cfg: NetworkConfig, p: Params, onehot: torch.Tensor, pre
 def lstm_layer_with_state(x, wx, wh, b, state=None):
     """One LSTM layer over pad-free rows x (P, B, T, D) from `state` (h0, c0) (P, B, W) or zero
     -> (h (P, B, T, W), its last step's (h, c) (P, B, W))."""
-    if kernels.get_mode() == "auto" and not kernels.use_triton(x) and torch_fused.applies(x, None):
+    if _fused_lstm_applies(x, None):
         return torch_fused.lstm_layer_with_state(x, wx, wh, b, state)
     xproj = _linear(x, wx) + _per_member(b, x)
     h, c = lstm_recurrence(xproj, wh, None, *(state or (None, None)))
