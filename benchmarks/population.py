@@ -4,13 +4,19 @@ recurrence against torch.nn.LSTM, evaluation and the HardPT search.
 python benchmarks/population.py [--steps 2] [--repetitions 10] [--threads 0] [--profile] [--arch both]
 
 Paper shapes throughout: d 128, width 128, batch 256, length 50 + prefix 6 (57 positions).
-Useful FLOPs count only what a member needs: 2 x forward for a prefix member (forward and
-input gradients; its weights are frozen and shared), 3 x forward for a weight member (+
-weight gradients); forward = 2 x multiply-accumulates of every matmul (embedding,
-projections, attention QK^T and AV over all keys, MLP, LSTM products, unembedding) over
-the rows a member needs: a prefixed member's BOS and slots once, then 49 content rows per
-sequence (as it computes them); any other member BOS and 49 tokens per sequence (it also
-feeds x_50, which predicts nothing: not counted).
+Useful FLOPs count only what a member needs, as the chain rule prunes it: 2 x the
+multiply-accumulates of every matmul (embedding, projections, attention QK^T and AV over all
+keys, MLP, LSTM products, unembedding) over the rows a member needs, forward, plus the
+backward products that lead to a gradient it uses. A weight member (its clipping norm takes
+every network gradient, SPEC 1.9) needs every input and weight gradient: the backward is
+twice the forward but for the embedding's input. A prefixed member computes its BOS and
+slots once (every gradient but the weights'), then 49 content rows per sequence, whose
+layer-0 inputs do not depend on the prefix: no gradient through their embedding, their
+first layer's query/key/value projections (Transformer) or input projection (LSTM); their
+first attention needs dP over every key and dK, dV of the head's keys only; later layers,
+the MLP, the output projection, the recurrence and the unembedding need every input
+gradient. Any other member BOS and 49 tokens per sequence (it also feeds x_50, which predicts
+nothing: not counted).
 Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul peak
 (2048^3 torch.matmul), so they compare across machines.
 
@@ -22,6 +28,8 @@ Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul 
 4. forward-only: evaluation (a 512-sequence chunk of 200 steps, every evaluation member)
    and the HardPT search (all V^L prefixes on a 512-sequence chunk of the search set)
 --profile: torch profiler table (top ops by self time) of one population step per torso.
+--check-count: the FLOP count of one SoftPT and one FullWT member's step beside torch's
+FlopCounterMode over the same step (reference kernels), then exit.
 
 Machine-readable last lines: prefix_member_cost <arch>=<ratio>, population_peak
 <arch>=<percent>, lstm_vs_torch <method>=<ratio>, forward_peak <job>=<percent>.
@@ -50,33 +58,74 @@ def methods_for(arch):
     return [m for m in GRADIENT_METHODS if not (m == "LoRAWT" and arch != "transformer")]
 
 
-def forward_flops(net: NetworkConfig, rows: int, keys: int) -> float:
-    """FLOPs of `rows` positions of one sequence attending to `keys` keys (Transformer)."""
+def forward_macs(net: NetworkConfig, rows: int, keys: int) -> dict[str, float]:
+    """Multiply-accumulates of a forward over `rows` positions attending to `keys` keys, per part."""
     V, D, W = net.vocab, net.d, net.width
-    macs = rows * (V * D + networks.torso_out_dim(net) * V)
-    if net.arch == "lstm":
-        fan = D
-        for _ in range(net.layers):
-            macs += rows * (fan * 4 * W + W * 4 * W)
+    macs = {"embed": rows * V * D, "unembed": rows * networks.torso_out_dim(net) * V}
+    fan = D
+    for l in range(net.layers):
+        if net.arch == "lstm":
+            macs[f"input{l}"], macs[f"recurrent{l}"] = rows * fan * 4 * W, rows * W * 4 * W
             fan = W
-    else:
-        macs += net.layers * rows * (4 * D * D + 2 * keys * D + 2 * D * 4 * W)
-    return 2.0 * macs
+        else:
+            macs[f"qkv{l}"], macs[f"out{l}"] = rows * 3 * D * D, rows * D * D
+            macs[f"mlp{l}"], macs[f"attention{l}"] = rows * 2 * D * 4 * W, rows * 2 * keys * D
+    return macs
+
+
+def forward_flops(net: NetworkConfig, rows: int, keys: int) -> float:
+    return 2.0 * sum(forward_macs(net, rows, keys).values())
+
+
+def backward_macs(net: NetworkConfig, forward: dict[str, float], rows: int, keys: int, prefix_keys: int | None) -> float:
+    """The backward products a member needs after `forward` (forward_macs(net, rows, keys)):
+    prefix_keys None for every input and weight gradient (a weight member), else the number of
+    head keys whose gradient the rows' layer-0 attention must give (a prefixed member's content
+    rows, whose layer-0 inputs do not depend on the prefix); 0 for a head whose every input
+    gradient is needed but no weight's."""
+    if prefix_keys is None:
+        return sum(2 * m for m in forward.values()) - forward["embed"]  # the one-hot input needs none
+    total = 0.0
+    for part, m in forward.items():
+        if part == "embed" or (prefix_keys and part in ("qkv0", "input0")):
+            continue
+        if part.startswith("attention"):
+            # dQ, dK, dV and dP: twice the forward's two products; behind a head at layer 0
+            # only dP (every key) and the head keys' dK and dV
+            total += rows * (keys + 2 * prefix_keys) * net.d if (prefix_keys and part == "attention0") else 2 * m
+        else:
+            total += m
+    return total
+
+
+def member_step_flops(net: NetworkConfig, method: str, sequences: int, length: int, attention: bool = True) -> float:
+    """A member's forward and the backward it needs on `sequences` of `length` tokens: a prefixed
+    member its BOS and L slot rows once, then length - 1 content rows per sequence behind them
+    (as networks.forward computes it); any other member BOS and length - 1 tokens per sequence.
+    attention=False: the other matmuls alone (what torch's FlopCounterMode sees on the CPU)."""
+    def macs(forward, rows, keys, prefix_keys):
+        if not attention:
+            forward = {k: v for k, v in forward.items() if not k.startswith("attention")}
+        return sum(forward.values()) + backward_macs(net, forward, rows, keys, prefix_keys)
+    if method in population.METHOD_PREFIX_KIND:
+        rows, keys = sequences * (length - 1), L + length
+        return 2.0 * (macs(forward_macs(net, 1 + L, 1 + L), 1 + L, 1 + L, 0)
+                      + macs(forward_macs(net, rows, keys), rows, keys, 1 + L))
+    rows = sequences * length
+    return 2.0 * macs(forward_macs(net, rows, length), rows, length, None)
 
 
 def member_forward_flops(net: NetworkConfig, method: str, sequences: int, length: int) -> float:
-    """A member's forward on `sequences` of `length` tokens, the rows it needs: a prefixed member
-    its BOS and L slot rows once, then length - 1 content rows per sequence behind them (as
-    networks.forward computes it); any other member BOS and length - 1 tokens per sequence
-    (x_N predicts nothing)."""
+    """A member's forward alone, on the rows member_step_flops describes."""
     if method in population.METHOD_PREFIX_KIND:
-        return forward_flops(net, 1 + L, 1 + L) + sequences * forward_flops(net, length - 1, L + length)
-    return sequences * forward_flops(net, length, length)
+        return forward_flops(net, 1 + L, 1 + L) + forward_flops(net, sequences * (length - 1), L + length)
+    return forward_flops(net, sequences * length, length)
 
 
 def useful_step_flops(net, members, batch) -> float:
-    """FLOPs a step needs: 3 x forward for weight members, 2 x for frozen ones."""
-    return sum((3 if m.method in WEIGHT_METHODS else 2) * member_forward_flops(net, m.method, batch, N) for m in members)
+    """FLOPs a step needs: every member's forward and the backward it needs."""
+    assert all(m.method in WEIGHT_METHODS or m.method in population.METHOD_PREFIX_KIND for m in members)
+    return sum(member_step_flops(net, m.method, batch, N) for m in members)
 
 
 def matmul_peak() -> float:
@@ -156,6 +205,25 @@ def forward_rate(net, base, members, sequences, length, token_prefixes=None):
     return t, sum(member_forward_flops(net, m.method, sequences, length) for m in members)
 
 
+def check_count(net, base, batch=4):
+    """Print this count's matmul FLOPs of one member's step beside torch's FlopCounterMode over the
+    same step through the reference kernels (autograd runs only the products a gradient needs).
+    FlopCounterMode does not see the CPU's attention; a member without prefix also feeds x_N,
+    which this count leaves out (its rows: 51 executed, 50 counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from prefixlab import kernels
+
+    for method in ("SoftPT", "FullWT"):
+        pop = population.build(net, base, [Member(method, 0)], L, prefix_seed=100)
+        kw = dict(batch=batch, length=N, lr=5e-3, clip=1.0, data_seeds=[11], log_every=10**9)
+        with kernels.mode("reference"), FlopCounterMode(display=False) as counter:
+            population.train(pop, SINGLE, steps=1, **kw)
+        ours = member_step_flops(net, method, batch, N, attention=False)
+        print(f"{net.arch} {method} count check, batch {batch}: FlopCounterMode {counter.get_total_flops() / 1e6:.2f} "
+              f"MFLOP executed, this count {ours / 1e6:.2f} MFLOP (matmuls but attention)")
+
+
 def profile_step(net, base, members):
     from torch.profiler import profile
 
@@ -173,6 +241,7 @@ def main():
     ap.add_argument("--repetitions", type=int, default=10, help="repetitions of the paper population (published: 10)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--check-count", action="store_true", help="the FLOP count against torch's FlopCounterMode, then exit")
     ap.add_argument("--arch", choices=("lstm", "transformer", "both"), default="both")
     args = ap.parse_args()
     cli.keep_freed_memory()  # as every job runs (cli.py)
@@ -185,6 +254,9 @@ def main():
     for arch in ("lstm", "transformer") if args.arch == "both" else (args.arch,):
         net = NetworkConfig(arch=arch)
         base = networks.init_params(net)
+        if args.check_count:
+            check_count(net, base)
+            continue
         cost = {}
         for method in ("SoftPT", "FullWT"):
             members = [Member(method, r) for r in range(3)]
