@@ -97,8 +97,12 @@ def test_a_gradient_for_the_initial_state_only_matches_reference(P, B, T, D, W):
     torch.testing.assert_close(c_last, ref_c[:, :, -1], rtol=1e-5, atol=1e-6)
     out_ours = ours.mul(up).sum() + c_last.sum()
     out_ref = ref.mul(up).sum() + ref_c[:, :, -1].sum()
-    for a, r in zip(torch.autograd.grad(out_ours, [h0, c0]), torch.autograd.grad(out_ref, [h0, c0])):
+    grads = torch.autograd.grad(out_ours, [h0, c0])
+    for a, r in zip(grads, torch.autograd.grad(out_ref, [h0, c0])):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+    again, (_, c_again) = torch_fused.lstm_layer_with_state(x, wx, wh, b, (h0, c0))
+    assert torch.equal(again, ours)  # same inputs, same bits
+    assert all(map(torch.equal, torch.autograd.grad(again.mul(up).sum() + c_again.sum(), [h0, c0]), grads))
 
 
 def test_only_a_call_that_wants_the_state_gradient_alone_leaves_onednn(monkeypatch):
