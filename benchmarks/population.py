@@ -1,7 +1,7 @@
 """Paper A's tuning population on this machine: per-member cost, useful FLOP rate, LSTM
 recurrence against torch.nn.LSTM, evaluation and the HardPT search.
 
-python benchmarks/population.py [--steps 2] [--repetitions 10] [--threads 0] [--profile] [--arch both]
+python benchmarks/population.py [--steps 2] [--rounds 3] [--repetitions 10] [--threads 0] [--profile] [--arch both]
 
 Paper shapes throughout: d 128, width 128, batch 256, length 50 + prefix 6 (57 positions).
 Useful FLOPs count only what a member needs, as the chain rule prunes it: 2 x the
@@ -20,7 +20,8 @@ nothing: not counted).
 Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul peak
 (2048^3 torch.matmul), so they compare across machines.
 
-1. per-member step: 3 SoftPT members vs 3 FullWT members (ms per member-step, ratio)
+1. per-member step: 3 SoftPT members vs 3 FullWT members, timed in turn --rounds times
+   (ms per member-step, medians, ratio)
 2. the paper population (every gradient method x repetitions) for one step: GFLOP/s,
    % of peak, and its per-member cost against the 3-member populations above
 3. the LSTM layer as the torso runs it (input projection + recurrence, forward + backward,
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import time
 
 import torch
@@ -238,6 +240,7 @@ def profile_step(net, base, members):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="SoftPT and FullWT timed in turn this many times (medians)")
     ap.add_argument("--repetitions", type=int, default=10, help="repetitions of the paper population (published: 10)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
@@ -257,13 +260,19 @@ def main():
         if args.check_count:
             check_count(net, base)
             continue
+        # SoftPT and FullWT in turn, `rounds` times, medians: this machine's speed wanders by 10-20%
+        # over minutes, which one timing of each (the benchmark before 2026-12-06) read as their ratio
+        times = {"SoftPT": [], "FullWT": []}
+        for _ in range(args.rounds):
+            for method in times:
+                times[method].append(seconds_per_step(net, base, [Member(method, r) for r in range(3)], args.steps))
         cost = {}
-        for method in ("SoftPT", "FullWT"):
-            members = [Member(method, r) for r in range(3)]
-            t = seconds_per_step(net, base, members, args.steps)
+        for method, ts in times.items():
+            t = statistics.median(ts)
             cost[method] = t / 3
-            flops = useful_step_flops(net, members, BATCH)
-            print(f"{arch} {method}: 3 members, batch {BATCH}: {cost[method] * 1e3:.0f} ms per member-step, "
+            flops = useful_step_flops(net, [Member(method, r) for r in range(3)], BATCH)
+            print(f"{arch} {method}: 3 members, batch {BATCH}: {cost[method] * 1e3:.0f} ms per member-step "
+                  f"(median of {' / '.join(f'{x / 3 * 1e3:.0f}' for x in ts)}), "
                   f"{flops / t / 1e9:.1f} useful GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         ratio = cost["SoftPT"] / cost["FullWT"]
         flop_ratio = useful_step_flops(net, [Member("SoftPT", 0)], BATCH) / useful_step_flops(net, [Member("FullWT", 0)], BATCH)
