@@ -2,7 +2,8 @@
 
 On the CPU `torch.lstm` runs oneDNN's LSTM, input projection and recurrence in one call, with
 a hand-fused backward; the reference recurrence dispatches the gate arithmetic op by op per
-step. A call whose backward wants only the initial state's gradient takes ATen's native LSTM (`_run`). Members sharing the frozen weights go through one call over all their rows; members
+step. A call whose backward wants only the initial state's gradient takes ATen's native LSTM
+(`_run`). Members sharing the frozen weights go through one call over all their rows; members
 with their own weights take one call each. Same numbers as the reference up to float rounding.
 
 lstm_layer(x, wx, wh, b, keep) -> h
@@ -62,7 +63,8 @@ def _run(x: torch.Tensor, wx: torch.Tensor, wh: torch.Tensor, b: torch.Tensor, s
     # oneDNN's backward computes the input's and the weights' gradients whether or not they are
     # wanted; ATen's own LSTM (the same products, its backward through autograd) skips both.
     # Paper A's prefixed members start their content from the head's state and need nothing
-    # else: their LSTM step 0.56-0.63x a FullWT member's instead of 0.85x (benchmarks/population.py).
+    # else: a member-step 0.60x a FullWT member's instead of 0.85-0.90x at paper shapes
+    # (benchmarks/population.py, medians), 127 -> 92 ms on one thread.
     # With the input's gradient wanted as well, oneDNN is as fast or faster (256-3072 rows).
     mkldnn = torch.backends.mkldnn
     was = mkldnn.enabled
