@@ -100,28 +100,29 @@ def backward_macs(net: NetworkConfig, forward: dict[str, float], rows: int, keys
     return total
 
 
-def member_step_flops(net: NetworkConfig, method: str, sequences: int, length: int, attention: bool = True) -> float:
-    """A member's forward and the backward it needs on `sequences` of `length` tokens: a prefixed
-    member its BOS and L slot rows once, then length - 1 content rows per sequence behind them
-    (as networks.forward computes it); any other member BOS and length - 1 tokens per sequence.
-    attention=False: the other matmuls alone (what torch's FlopCounterMode sees on the CPU)."""
-    def macs(forward, rows, keys, prefix_keys):
-        if not attention:
-            forward = {k: v for k, v in forward.items() if not k.startswith("attention")}
-        return sum(forward.values()) + backward_macs(net, forward, rows, keys, prefix_keys)
+def member_segments(method: str, sequences: int, length: int) -> list[tuple[int, int, int | None]]:
+    """(rows, keys, prefix_keys for backward_macs) of what a member computes on `sequences` of
+    `length` tokens: a prefixed member its BOS and L slot rows once, then length - 1 content rows
+    per sequence behind them (as networks.forward computes it); any other member BOS and
+    length - 1 tokens per sequence."""
     if method in population.METHOD_PREFIX_KIND:
-        rows, keys = sequences * (length - 1), L + length
-        return 2.0 * (macs(forward_macs(net, 1 + L, 1 + L), 1 + L, 1 + L, 0)
-                      + macs(forward_macs(net, rows, keys), rows, keys, 1 + L))
-    rows = sequences * length
-    return 2.0 * macs(forward_macs(net, rows, length), rows, length, None)
+        return [(1 + L, 1 + L, 0), (sequences * (length - 1), L + length, 1 + L)]
+    return [(sequences * length, length, None)]
+
+
+def member_step_flops(net: NetworkConfig, method: str, sequences: int, length: int, attention: bool = True) -> float:
+    """A member's forward and the backward it needs (member_segments).
+    attention=False: the other matmuls alone (what torch's FlopCounterMode sees on the CPU)."""
+    macs = 0.0
+    for rows, keys, prefix_keys in member_segments(method, sequences, length):
+        forward = {k: v for k, v in forward_macs(net, rows, keys).items() if attention or not k.startswith("attention")}
+        macs += sum(forward.values()) + backward_macs(net, forward, rows, keys, prefix_keys)
+    return 2.0 * macs
 
 
 def member_forward_flops(net: NetworkConfig, method: str, sequences: int, length: int) -> float:
-    """A member's forward alone, on the rows member_step_flops describes."""
-    if method in population.METHOD_PREFIX_KIND:
-        return forward_flops(net, 1 + L, 1 + L) + forward_flops(net, sequences * (length - 1), L + length)
-    return forward_flops(net, sequences * length, length)
+    """A member's forward alone (member_segments)."""
+    return sum(forward_flops(net, rows, keys) for rows, keys, _ in member_segments(method, sequences, length))
 
 
 def useful_step_flops(net, members, batch) -> float:
