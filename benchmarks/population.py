@@ -1,7 +1,7 @@
 """Paper A's tuning population on this machine: per-member cost, useful FLOP rate, LSTM
 recurrence against torch.nn.LSTM, evaluation and the HardPT search.
 
-python benchmarks/population.py [--steps 2] [--rounds 3] [--repetitions 10] [--threads 0] [--profile] [--arch both]
+python benchmarks/population.py [--steps 2] [--rounds 3] [--repetitions 10] [--threads 0] [--profile] [--bound] [--arch both]
 
 Paper shapes throughout: d 128, width 128, batch 256, length 50 + prefix 6 (57 positions).
 Useful FLOPs count only what a member needs, as the chain rule prunes it: 2 x the
@@ -31,9 +31,13 @@ Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul 
 --profile: torch profiler table (top ops by self time) of one population step per torso.
 --check-count: the FLOP count of one SoftPT and one FullWT member's step beside torch's
 FlopCounterMode over the same step (reference kernels), then exit.
+--bound: one more population step, evaluation and search each run under product_time's
+timer: the seconds inside matrix products, attention and the fused LSTM, and the useful
+FLOPs over those seconds alone, the rate the job would reach if everything else were free.
 
 Machine-readable last lines: prefix_member_cost <arch>=<ratio>, population_peak
-<arch>=<percent>, lstm_vs_torch <method>=<ratio>, forward_peak <job>=<percent>.
+<arch>=<percent>, lstm_vs_torch <method>=<ratio>, forward_peak <job>=<percent>, and with
+--bound product_bound <job>=<percent>.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ import statistics
 import time
 
 import torch
+
+import product_time
+from product_time import ProductTimer
 
 from prefixlab import cli
 from prefixlab.coins import networks, population, tune
@@ -142,14 +149,19 @@ def matmul_peak() -> float:
     return 2 * 2048**3 * n / (time.perf_counter() - start)
 
 
-def seconds_per_step(net, base, members, steps, batch=BATCH):
+def seconds_per_step(net, base, members, steps, batch=BATCH, timer=None):
+    """Seconds per step; with a ProductTimer, one more step runs under it."""
     pop = population.build(net, base, members, L, prefix_seed=100)
     reps = max(m.repetition for m in members) + 1
     kw = dict(batch=batch, length=N, lr=5e-3, clip=1.0, data_seeds=list(range(11, 11 + reps)), log_every=10**9)
     population.train(pop, SINGLE, steps=1, **kw)  # warm-up
     start = time.perf_counter()
     population.train(pop, SINGLE, steps=steps, **kw)
-    return (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / steps
+    if timer is not None:
+        with timer:
+            population.train(pop, SINGLE, steps=1, **kw)
+    return seconds
 
 
 def best_of(fn, runs=3):
@@ -193,8 +205,9 @@ def eval_members(arch):
 
 
 @torch.no_grad()
-def forward_rate(net, base, members, sequences, length, token_prefixes=None):
-    """Seconds and FLOPs of one forward of `members` on `sequences` x `length` tokens."""
+def forward_rate(net, base, members, sequences, length, token_prefixes=None, timer=None):
+    """Seconds and FLOPs of one forward of `members` on `sequences` x `length` tokens; with a
+    ProductTimer, one more forward runs under it."""
     pop = population.build(net, base, members, L, prefix_seed=100, token_prefixes=token_prefixes)
     tokens = torch.randint(net.vocab, (sequences, length), generator=torch.Generator().manual_seed(1))
     onehot = torch.nn.functional.one_hot(tokens, net.vocab).float()
@@ -205,6 +218,9 @@ def forward_rate(net, base, members, sequences, length, token_prefixes=None):
             pop.forward(onehot[s:s + step].expand(pop.size, -1, -1, -1))
 
     t = best_of(run, runs=1)
+    if timer is not None:
+        with timer:
+            run()
     return t, sum(member_forward_flops(net, m.method, sequences, length) for m in members)
 
 
@@ -246,6 +262,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--check-count", action="store_true", help="the FLOP count against torch's FlopCounterMode, then exit")
+    ap.add_argument("--bound", action="store_true",
+                    help="time the products inside the population step, evaluation and search (product_time.py)")
     ap.add_argument("--arch", choices=("lstm", "transformer", "both"), default="both")
     args = ap.parse_args()
     cli.keep_freed_memory()  # as every job runs (cli.py)
@@ -281,7 +299,8 @@ def main():
         lines.append(f"prefix_member_cost {arch}={ratio:.2f}")
 
         members = [Member(m, r) for m in methods_for(arch) for r in range(args.repetitions)]
-        t = seconds_per_step(net, base, members, max(1, args.steps // 2))
+        timer = ProductTimer() if args.bound else None
+        t = seconds_per_step(net, base, members, max(1, args.steps // 2), timer=timer)
         flops = useful_step_flops(net, members, BATCH)
         small = sum(cost["FullWT" if m.method in WEIGHT_METHODS else "SoftPT"] for m in members)
         chunks = population.member_chunks(population.build(net, base, members, L), BATCH, 1 + L + N)
@@ -289,6 +308,9 @@ def main():
               f"{len(chunks)} chunks, {t:.1f} s per step, {flops / t / 1e9:.1f} useful GFLOP/s = "
               f"{100 * flops / t / peak:.0f}% of peak; per member {t / small:.2f}x the 3-member cost")
         lines.append(f"population_peak {arch}={100 * flops / t / peak:.0f}")
+        if timer is not None:
+            bound = product_time.report(f"{arch} paper population", timer, t, flops, peak)
+            lines.append(f"product_bound population_{arch}={bound:.0f}")
         if args.profile:
             profile_step(net, base, [Member(m, r) for m in methods_for(arch) for r in range(2)])
 
@@ -299,16 +321,25 @@ def main():
                       f"ours {ours * 1e3:.0f} ms, torch.nn.LSTM {theirs * 1e3:.0f} ms")
                 lines.append(f"lstm_vs_torch {method}={ours / theirs:.2f}")
 
-        t, flops = forward_rate(net, base, eval_members(arch), EVAL_CHUNK, EVAL_N)
+        timer = ProductTimer() if args.bound else None
+        t, flops = forward_rate(net, base, eval_members(arch), EVAL_CHUNK, EVAL_N, timer=timer)
         print(f"{arch} evaluation: {len(eval_members(arch))} members x {EVAL_CHUNK} sequences x {EVAL_N} steps: {t:.1f} s, "
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak evaluate_{arch}={100 * flops / t / peak:.0f}")
+        if timer is not None:
+            bound = product_time.report(f"{arch} evaluation", timer, t, flops, peak)
+            lines.append(f"product_bound evaluate_{arch}={bound:.0f}")
         cands = list(itertools.product(range(net.vocab), repeat=L))
         onehots = torch.nn.functional.one_hot(torch.tensor(cands), net.vocab).float()
-        t, flops = forward_rate(net, base, [Member("HardPT", 0)] * len(cands), EVAL_CHUNK, N, dict(enumerate(onehots)))
+        timer = ProductTimer() if args.bound else None
+        t, flops = forward_rate(net, base, [Member("HardPT", 0)] * len(cands), EVAL_CHUNK, N, dict(enumerate(onehots)),
+                                timer=timer)
         print(f"{arch} HardPT search: {len(cands)} prefixes x {EVAL_CHUNK} sequences x {N} steps: {t:.1f} s, "
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak search_{arch}={100 * flops / t / peak:.0f}")
+        if timer is not None:
+            bound = product_time.report(f"{arch} HardPT search", timer, t, flops, peak)
+            lines.append(f"product_bound search_{arch}={bound:.0f}")
     print("\n".join(lines))
 
 
