@@ -34,7 +34,8 @@ Elementwise work is not counted. Rates are given as % of this CPU's fp32 matmul 
 FlopCounterMode over the same step (reference kernels), then exit.
 --bound: one more population step, evaluation and search each run under product_time's
 timer: the seconds inside matrix products, attention and the fused LSTM, and the useful
-FLOPs over those seconds alone, the rate the job would reach if everything else were free.
+FLOPs over those seconds alone, the rate the job would reach if everything else were free
+(against the matmul peak measured just before that pass: this machine's speed wanders).
 
 Machine-readable last lines: prefix_member_cost <arch>=<ratio>, population_peak
 <arch>=<percent>, lstm_vs_torch <method>=<ratio>, forward_peak <job>=<percent>, and with
@@ -160,6 +161,7 @@ def seconds_per_step(net, base, members, steps, batch=BATCH, timer=None):
     population.train(pop, SINGLE, steps=steps, **kw)
     seconds = (time.perf_counter() - start) / steps
     if timer is not None:
+        timer.peak = matmul_peak()  # this machine's speed wanders over minutes: the peak of this moment
         with timer:
             population.train(pop, SINGLE, steps=1, **kw)
     return seconds
@@ -221,6 +223,7 @@ def forward_rate(net, base, members, sequences, length, token_prefixes=None, tim
 
     t = best_of(run, runs=1)
     if timer is not None:
+        timer.peak = matmul_peak()
         with timer:
             run()
     return t, sum(member_forward_flops(net, m.method, sequences, length) for m in members)
@@ -311,7 +314,7 @@ def main():
               f"{100 * flops / t / peak:.0f}% of peak; per member {t / small:.2f}x the 3-member cost")
         lines.append(f"population_peak {arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} paper population", timer, t, flops, peak)
+            bound = product_time.report(f"{arch} paper population", timer, t, flops, timer.peak)
             lines.append(f"product_bound population_{arch}={bound:.0f}")
         if args.profile:
             profile_step(net, base, [Member(m, r) for m in methods_for(arch) for r in range(2)])
@@ -333,7 +336,7 @@ def main():
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak evaluate_{arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} evaluation", timer, t, flops, peak)
+            bound = product_time.report(f"{arch} evaluation", timer, t, flops, timer.peak)
             lines.append(f"product_bound evaluate_{arch}={bound:.0f}")
         cands = list(itertools.product(range(net.vocab), repeat=L))
         onehots = torch.nn.functional.one_hot(torch.tensor(cands), net.vocab).float()
@@ -344,7 +347,7 @@ def main():
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak search_{arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} HardPT search", timer, t, flops, peak)
+            bound = product_time.report(f"{arch} HardPT search", timer, t, flops, timer.peak)
             lines.append(f"product_bound search_{arch}={bound:.0f}")
     print("\n".join(lines))
 

@@ -42,6 +42,7 @@ class ProductTimer(TorchDispatchMode):
         self.seconds = collections.Counter()
         self.calls = collections.Counter()
         self.matmul_flops = 0.0
+        self.peak = None  # the caller's matmul peak measured just before, FLOP/s
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -69,6 +70,6 @@ def report(label: str, timer: ProductTimer, step_seconds: float, useful_flops: f
     rate = timer.matmul_flops / matmul / peak if matmul else math.nan
     bound = 100 * useful_flops / timer.total / peak
     print(f"{label}: products {timer.total:.2f} s of a {step_seconds:.2f} s step ({100 * timer.total / step_seconds:.0f}%): "
-          f"{parts}; matrix products at {100 * rate:.0f}% of peak (executed FLOPs); "
-          f"useful FLOPs over the products' time alone: {bound:.0f}% of peak")
+          f"{parts}; against a peak of {peak / 1e9:.1f} GFLOP/s: matrix products at {100 * rate:.0f}% (executed FLOPs), "
+          f"useful FLOPs over the products' time alone {bound:.0f}%")
     return bound

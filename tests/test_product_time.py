@@ -54,4 +54,4 @@ def test_bound_is_useful_flops_over_product_time(capsys):
     assert bound == pytest.approx(100 * 200.0 / 2.5 / 100.0)
     out = capsys.readouterr().out
     assert "products 2.50 s of a 5.00 s step (50%)" in out
-    assert "matrix products at 150% of peak" in out
+    assert "against a peak of 0.0 GFLOP/s: matrix products at 150%" in out
