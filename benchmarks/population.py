@@ -161,10 +161,21 @@ def seconds_per_step(net, base, members, steps, batch=BATCH, timer=None):
     population.train(pop, SINGLE, steps=steps, **kw)
     seconds = (time.perf_counter() - start) / steps
     if timer is not None:
-        timer.peak = matmul_peak()  # this machine's speed wanders over minutes: the peak of this moment
-        with timer:
-            population.train(pop, SINGLE, steps=1, **kw)
+        timed_pass(timer, lambda: population.train(pop, SINGLE, steps=1, **kw))
     return seconds
+
+
+def timed_pass(timer: ProductTimer, fn) -> None:
+    """One more run of fn under the timer, beside the matmul peak of this moment (this
+    machine's speed wanders over minutes)."""
+    timer.peak = matmul_peak()
+    with timer:
+        fn()
+
+
+def bound_line(timer: ProductTimer, label: str, job: str, seconds: float, flops: float) -> str:
+    """Print the timed pass's split (product_time.report) and return its machine-readable line."""
+    return f"product_bound {job}={product_time.report(label, timer, seconds, flops, timer.peak):.0f}"
 
 
 def best_of(fn, runs=3):
@@ -223,9 +234,7 @@ def forward_rate(net, base, members, sequences, length, token_prefixes=None, tim
 
     t = best_of(run, runs=1)
     if timer is not None:
-        timer.peak = matmul_peak()
-        with timer:
-            run()
+        timed_pass(timer, run)
     return t, sum(member_forward_flops(net, m.method, sequences, length) for m in members)
 
 
@@ -314,8 +323,7 @@ def main():
               f"{100 * flops / t / peak:.0f}% of peak; per member {t / small:.2f}x the 3-member cost")
         lines.append(f"population_peak {arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} paper population", timer, t, flops, timer.peak)
-            lines.append(f"product_bound population_{arch}={bound:.0f}")
+            lines.append(bound_line(timer, f"{arch} paper population", f"population_{arch}", t, flops))
         if args.profile:
             profile_step(net, base, [Member(m, r) for m in methods_for(arch) for r in range(2)])
 
@@ -336,8 +344,7 @@ def main():
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak evaluate_{arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} evaluation", timer, t, flops, timer.peak)
-            lines.append(f"product_bound evaluate_{arch}={bound:.0f}")
+            lines.append(bound_line(timer, f"{arch} evaluation", f"evaluate_{arch}", t, flops))
         cands = list(itertools.product(range(net.vocab), repeat=L))
         onehots = torch.nn.functional.one_hot(torch.tensor(cands), net.vocab).float()
         timer = ProductTimer() if args.bound else None
@@ -347,8 +354,7 @@ def main():
               f"{flops / t / 1e9:.1f} GFLOP/s = {100 * flops / t / peak:.0f}% of peak")
         lines.append(f"forward_peak search_{arch}={100 * flops / t / peak:.0f}")
         if timer is not None:
-            bound = product_time.report(f"{arch} HardPT search", timer, t, flops, timer.peak)
-            lines.append(f"product_bound search_{arch}={bound:.0f}")
+            lines.append(bound_line(timer, f"{arch} HardPT search", f"search_{arch}", t, flops))
     print("\n".join(lines))
 
 
